@@ -112,7 +112,7 @@ configure_build() { # dir, cmake args...
   if ! cmake --build "$dir" -j "$JOBS" --verbose >"$logf" 2>&1; then
     cat "$logf"; die "build failed in $dir (log: $logf)"
   fi
-  grep -E -i 'warning|error' "$logf" || true
+  grep -E -i '(warning|error)[: ]' "$logf" | grep -v -E '^(/|cd |\[)' || true
 }
 
 do_build() {
