@@ -6,18 +6,17 @@
 #include "cli.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: loraplex <command> [options]\n"
-            "\n"
-            "commands:\n"
-            "  serve      run the appliance (HTTP API, console)\n"
-            "  generate   generate text from a model (see: loraplex generate --help)\n"
-            "  tokenize   print the token ids of a text\n"
-            "  devices    list compute devices (CPU, CUDA)\n"
-            "\n"
-            "options:\n"
-            "  -h, --help     this text\n"
-            "  -V, --version  print the version\n");
+    fprintf(f, "usage: loraplex <command> [options]\n"
+               "\n"
+               "commands:\n"
+               "  serve      run the appliance (HTTP API, console)\n"
+               "  generate   generate text from a model (see: loraplex generate --help)\n"
+               "  tokenize   print the token ids of a text\n"
+               "  devices    list compute devices (CPU, CUDA)\n"
+               "\n"
+               "options:\n"
+               "  -h, --help     this text\n"
+               "  -V, --version  print the version\n");
 }
 
 int main(int argc, char **argv) {

@@ -22,25 +22,25 @@ struct lp_backend;
  * output features (ne[1] of the GGUF tensor) and cols the input features. A
  * vector (norm weight, bias) has rows = 1. */
 struct lp_weight {
-    int type;       /* enum lp_type; stays quantized when the file is */
-    int64_t rows;   /* output features */
-    int64_t cols;   /* input features (the contiguous dimension) */
-    void *data;     /* backend memory, or borrowed host memory on the CPU */
+    int type;     /* enum lp_type; stays quantized when the file is */
+    int64_t rows; /* output features */
+    int64_t cols; /* input features (the contiguous dimension) */
+    void *data;   /* backend memory, or borrowed host memory on the CPU */
     size_t nbytes;
-    int owned;      /* 1 if weight_clear must free data */
+    int owned; /* 1 if weight_clear must free data */
 };
 
 /* Where each token of a step lives in the paged KV cache and what it may
  * attend to. All arrays are host memory, valid for the duration of the op. */
 struct lp_attn_batch {
     int n_tokens;
-    const int32_t *pos;   /* [n_tokens] position of the token in its sequence */
-    const int32_t *seq;   /* [n_tokens] index of the token's sequence, < n_seqs */
-    const int32_t *slot;  /* [n_tokens] cache slot = block * block_size + offset */
+    const int32_t *pos;  /* [n_tokens] position of the token in its sequence */
+    const int32_t *seq;  /* [n_tokens] index of the token's sequence, < n_seqs */
+    const int32_t *slot; /* [n_tokens] cache slot = block * block_size + offset */
     int n_seqs;
-    int max_blocks;       /* row stride of block_table */
+    int max_blocks;             /* row stride of block_table */
     const int32_t *block_table; /* [n_seqs, max_blocks] physical block ids */
-    int block_size;       /* tokens per KV block */
+    int block_size;             /* tokens per KV block */
 };
 
 /* Token i attends to positions 0..pos[i] of its sequence, read through the

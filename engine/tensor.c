@@ -5,14 +5,10 @@
 #include <string.h>
 
 static const struct lp_type_traits traits[LP_TYPE_COUNT] = {
-    [LP_TYPE_F32] = {"F32", 1, 4},
-    [LP_TYPE_F16] = {"F16", 1, 2},
-    [LP_TYPE_Q4_0] = {"Q4_0", 32, 18},
-    [LP_TYPE_Q4_1] = {"Q4_1", 32, 20},
-    [LP_TYPE_Q8_0] = {"Q8_0", 32, 34},
-    [LP_TYPE_Q4_K] = {"Q4_K", 256, 144},
-    [LP_TYPE_Q6_K] = {"Q6_K", 256, 210},
-    [LP_TYPE_BF16] = {"BF16", 1, 2},
+    [LP_TYPE_F32] = {"F32", 1, 4},       [LP_TYPE_F16] = {"F16", 1, 2},
+    [LP_TYPE_Q4_0] = {"Q4_0", 32, 18},   [LP_TYPE_Q4_1] = {"Q4_1", 32, 20},
+    [LP_TYPE_Q8_0] = {"Q8_0", 32, 34},   [LP_TYPE_Q4_K] = {"Q4_K", 256, 144},
+    [LP_TYPE_Q6_K] = {"Q6_K", 256, 210}, [LP_TYPE_BF16] = {"BF16", 1, 2},
 };
 
 const struct lp_type_traits *lp_type_get(int type) {
@@ -30,7 +26,8 @@ size_t lp_type_nbytes(int type, uint64_t n) {
 
 int64_t lp_tensor_nelements(const struct lp_tensor *t) {
     int64_t n = 1;
-    for (int i = 0; i < t->n_dims; i++) n *= t->ne[i];
+    for (int i = 0; i < t->n_dims; i++)
+        n *= t->ne[i];
     return n;
 }
 

@@ -40,11 +40,11 @@ size_t lp_type_nbytes(int type, uint64_t n);
  * matrix of `rows` output features and `cols` input features has
  * ne[0] = cols, ne[1] = rows. */
 struct lp_tensor {
-    const char *name;    /* borrowed from the file it came from */
-    int type;            /* enum lp_type */
-    int n_dims;          /* 1..LP_MAX_DIMS */
+    const char *name;        /* borrowed from the file it came from */
+    int type;                /* enum lp_type */
+    int n_dims;              /* 1..LP_MAX_DIMS */
     int64_t ne[LP_MAX_DIMS]; /* unused dims are 1 */
-    const void *data;    /* borrowed; nbytes long */
+    const void *data;        /* borrowed; nbytes long */
     size_t nbytes;
 };
 

@@ -36,6 +36,7 @@ extern "C" struct lp_backend *lp_cuda_backend_create(int device, char *err) {
         return NULL;
     }
     cublasDestroy(h);
-    lp_err(err, LP_EUNSUPPORTED, "CUDA device %d found, but the CUDA ops are not built yet", device);
+    lp_err(err, LP_EUNSUPPORTED, "CUDA device %d found, but the CUDA ops are not built yet",
+           device);
     return NULL;
 }

@@ -15,15 +15,15 @@ enum lp_chat_kind {
 };
 
 struct lp_chat_template {
-    int kind;                 /* enum lp_chat_kind */
-    char *default_system;     /* system prompt the template inserts when the
-                                 conversation has none, or NULL; owned */
-    char *bos_text;           /* e.g. "<s>" or "<|begin_of_text|>", owned or NULL */
-    char *eos_text;           /* owned or NULL */
+    int kind;             /* enum lp_chat_kind */
+    char *default_system; /* system prompt the template inserts when the
+                             conversation has none, or NULL; owned */
+    char *bos_text;       /* e.g. "<s>" or "<|begin_of_text|>", owned or NULL */
+    char *eos_text;       /* owned or NULL */
 };
 
 struct lp_chat_msg {
-    const char *role;    /* "system", "user", "assistant" */
+    const char *role; /* "system", "user", "assistant" */
     const char *content;
 };
 

@@ -25,9 +25,8 @@ void lp_tokenizer_destroy(struct lp_tokenizer *t); /* NULL is a no-op */
  * parse_special: text spelling a special/added token becomes that token
  * (otherwise it is tokenized as plain text). *ids is a new malloc'ed array
  * the caller frees. */
-int lp_tokenizer_encode(const struct lp_tokenizer *t, const char *text, size_t len,
-                        int add_special, int parse_special, int32_t **ids, size_t *n_ids,
-                        char *err);
+int lp_tokenizer_encode(const struct lp_tokenizer *t, const char *text, size_t len, int add_special,
+                        int parse_special, int32_t **ids, size_t *n_ids, char *err);
 
 /* Decodes ids into a new NUL-terminated malloc'ed string. skip_special:
  * control tokens produce no text. */
@@ -55,8 +54,8 @@ struct lp_detok {
 };
 void lp_detok_init(struct lp_detok *d);
 /* Returns the number of bytes written to out (cap >= LP_DETOK_MAX + 8). */
-size_t lp_detok_push(const struct lp_tokenizer *t, struct lp_detok *d, int32_t id,
-                     int skip_special, char *out, size_t cap);
+size_t lp_detok_push(const struct lp_tokenizer *t, struct lp_detok *d, int32_t id, int skip_special,
+                     char *out, size_t cap);
 size_t lp_detok_flush(struct lp_detok *d, char *out, size_t cap);
 
 #endif
