@@ -131,7 +131,7 @@ static void build(const struct gspec *s, struct wbuf *b) {
         w_str(b, t->name);
         w_u32(b, t->n_dims);
         for (uint32_t d = 0; d < t->n_dims; d++)
-            w_u64(b, t->ne[d]);
+            w_u64(b, d < 4 ? t->ne[d] : 1);
         w_u32(b, t->type);
         int j = s->swap_offsets && (i == 1 || i == 2) ? 3 - i : i;
         w_u64(b, off[j] + (uint64_t)s->offset_delta[i]);
