@@ -51,6 +51,7 @@ int32_t lp_tokenizer_find(const struct lp_tokenizer *t, const char *text);
 struct lp_detok {
     char pending[8];
     int n_pending;
+    int flags; /* private: first-token and leading-strip state of the decoder */
 };
 void lp_detok_init(struct lp_detok *d);
 /* Returns the number of bytes written to out (cap >= LP_DETOK_MAX + 8). */
