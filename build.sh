@@ -26,7 +26,7 @@ SMOLLM_SHA256=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 DEFAULT_MODEL="$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 APT_PACKAGES=(build-essential cmake pkg-config git libuv1-dev libsqlite3-dev libmbedtls-dev
-  libcjson-dev libpcre2-dev libopenblas-dev libcmocka-dev clang libclang-rt-14-dev
+  libcjson-dev libpcre2-dev libutf8proc-dev libopenblas-dev libcmocka-dev clang libclang-rt-14-dev
   clang-format python3 python3-venv python3-pip unzip curl wrk)
 
 log() { printf '[build.sh] %s\n' "$*"; }
