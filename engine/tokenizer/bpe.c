@@ -171,6 +171,13 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
     return 0;
 }
 
+/* SentencePiece builds only normal and user-defined pieces from text (its
+ * pieces_ map); control, unknown and byte pieces are never merge results. */
+static int spm_piece(const struct lp_tokenizer *t, int32_t id) {
+    int ty = t->vocab[id].type;
+    return ty == TOK_NORMAL || ty == TOK_USER;
+}
+
 /* Pushes the candidate for symbols (l, l.next), if that pair merges. */
 static void try_pair(const struct lp_tokenizer *t, const char *w, struct sym *sy, int32_t l,
                      struct heap *h) {
@@ -180,7 +187,7 @@ static void try_pair(const struct lp_tokenizer *t, const char *w, struct sym *sy
     if (t->model == TOK_MODEL_SPM_SCORES) {
         size_t n = (size_t)sy[l].len + (size_t)sy[r].len;
         int32_t id = tok_find_n(t, w + sy[l].start, n);
-        if (id < 0 || !t->vocab[id].len) return;
+        if (id < 0 || !spm_piece(t, id)) return;
         heap_push(h, (struct cand){-(double)t->vocab[id].score, l, id, (int32_t)n});
     } else {
         const struct tok_merge *m = merge_find(t, sy[l].id, sy[r].id);
@@ -191,7 +198,7 @@ static void try_pair(const struct lp_tokenizer *t, const char *w, struct sym *sy
 static int32_t model_find(const struct lp_tokenizer *t, const char *s, size_t n) {
     int32_t id = tok_find_n(t, s, n);
     if (id < 0) return -1;
-    if (t->model == TOK_MODEL_SPM_SCORES) return t->vocab[id].len ? id : -1;
+    if (t->model == TOK_MODEL_SPM_SCORES) return spm_piece(t, id) ? id : -1;
     return t->vocab[id].in_model ? id : -1;
 }
 

@@ -87,8 +87,12 @@ static char *chatml_default_system(const char *j) {
         if (!e) return NULL;
         /* the literal must not end or be spliced before <|im_end|> */
         int literal = 1;
-        for (const char *c = q; c < e; c++)
-            if (*c == '\'' || *c == '"' || *c == '{' || *c == '}') literal = 0;
+        for (const char *c = q; c < e; c++) {
+            if (*c == '\\')
+                c++; /* an escaped character is part of the literal */
+            else if (*c == '\'' || *c == '"' || *c == '{' || *c == '}')
+                literal = 0;
+        }
         if (!literal || e == q) continue;
         /* and the template must test for a missing system message */
         if (!strstr(j, "!= 'system'") && !strstr(j, "!= \"system\"") && !strstr(j, "== 'system'") &&
@@ -181,7 +185,6 @@ void lp_chat_template_clear(struct lp_chat_template *t) {
 
 static int render_llama2(const struct lp_chat_template *t, const struct lp_chat_msg *m, int n,
                          struct sbuf *b, char *err) {
-    if (n == 0) return lp_err(err, LP_EINVAL, "the Llama 2 format needs at least one message");
     const char *sys = NULL;
     int start = 0;
     if (!strcmp(m[0].role, "system")) {
@@ -228,6 +231,8 @@ int lp_chat_template_render(const struct lp_chat_template *t, const struct lp_ch
     for (int i = 0; i < n_msgs; i++)
         if (!msgs[i].role || !msgs[i].content)
             return lp_err(err, LP_EINVAL, "message %d has no role or content", i);
+    /* transformers refuses an empty conversation for every template */
+    if (n_msgs == 0) return lp_err(err, LP_EINVAL, "no messages to render");
     struct sbuf b = {0};
     sb_add(&b, "", 0);
     int rc = LP_OK;

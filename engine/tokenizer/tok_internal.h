@@ -33,6 +33,9 @@ struct tok_entry {
     uint8_t special;  /* skipped by decode(skip_special) */
     uint8_t eog;      /* generation stops here */
     float score;      /* SentencePiece score (score-merge models) */
+    char *dec_text;   /* what decoding starts from, when not text (HF decodes a
+                         normalized added token from its normalized content); owned */
+    uint32_t dec_len;
 };
 
 /* An added token, matched in the text before the model sees it. */

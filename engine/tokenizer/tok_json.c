@@ -394,13 +394,13 @@ int lp_tokenizer_from_hf_json(const char *json, size_t len, const char *config_j
     int rc = LP_OK;
     const cJSON *model = get(root, "model"), *added = get(root, "added_tokens"), *c;
     const char *mt = get_str(model, "type");
-    if (!cJSON_IsObject(model) || !cJSON_IsObject(get(model, "vocab"))) {
-        rc = lp_err(err, LP_EFORMAT, "tokenizer.json has no model.vocab object");
-        goto done;
-    }
     if (mt ? strcmp(mt, "BPE") != 0 : !get(model, "merges")) {
         rc = lp_err(err, LP_EUNSUPPORTED, "tokenizer model \"%.40s\" is not supported (only BPE)",
                     mt ? mt : "?");
+        goto done;
+    }
+    if (!cJSON_IsObject(model) || !cJSON_IsObject(get(model, "vocab"))) {
+        rc = lp_err(err, LP_EFORMAT, "tokenizer.json has no model.vocab object");
         goto done;
     }
     if (added && !cJSON_IsArray(added)) {

@@ -307,6 +307,10 @@ int tok_finish(struct lp_tokenizer *t, char *err) {
             a.text = xstrndup(p, n);
             a.len = (uint32_t)n;
             free(buf);
+            if (n <= TOK_MAX_TEXT && !t->vocab[a.id].dec_text) {
+                t->vocab[a.id].dec_text = xstrndup(a.text, n);
+                t->vocab[a.id].dec_len = (uint32_t)n;
+            }
             if (!n) {
                 free(a.text);
                 continue;
@@ -349,8 +353,10 @@ int tok_finish(struct lp_tokenizer *t, char *err) {
 
 void lp_tokenizer_destroy(struct lp_tokenizer *t) {
     if (!t) return;
-    for (int32_t i = 0; i < t->n_vocab; i++)
+    for (int32_t i = 0; i < t->n_vocab; i++) {
         free(t->vocab[i].text);
+        free(t->vocab[i].dec_text);
+    }
     free(t->vocab);
     free(t->map.slot);
     free(t->merges);
@@ -584,20 +590,22 @@ static size_t token_piece(const struct lp_tokenizer *t, int32_t id, int *flags, 
                           int *is_byte) {
     const struct tok_entry *e = &t->vocab[id];
     const struct tok_decoder *d = &t->dec;
+    const char *text = e->dec_text ? e->dec_text : e->text;
+    size_t tlen = e->dec_text ? e->dec_len : e->len;
     size_t n = 0;
     *is_byte = 0;
     if (d->none) {
         if (*flags & DETOK_TOKEN_SEEN) p[n++] = ' ';
-        memcpy(p + n, e->text, e->len);
-        return n + e->len;
+        memcpy(p + n, text, tlen);
+        return n + tlen;
     }
     if (d->bytelevel) {
         /* Every char back to its byte; a token with a char outside the map
          * (an added token with a space, say) is kept as its raw text. */
         int ok = 1;
-        for (size_t i = 0; i < e->len && ok;) {
+        for (size_t i = 0; i < tlen && ok;) {
             int k;
-            uint32_t cp = tok_utf8_decode(e->text + i, e->len - i, &k);
+            uint32_t cp = tok_utf8_decode(text + i, tlen - i, &k);
             if (cp >= 512 || t->u2b[cp] < 0)
                 ok = 0;
             else
@@ -605,12 +613,12 @@ static size_t token_piece(const struct lp_tokenizer *t, int32_t id, int *flags, 
             i += (size_t)k;
         }
         if (!ok) {
-            memcpy(p, e->text, e->len);
-            n = e->len;
+            memcpy(p, text, tlen);
+            n = tlen;
         }
     } else {
-        memcpy(p, e->text, e->len);
-        n = e->len;
+        memcpy(p, text, tlen);
+        n = tlen;
     }
     for (int r = 0; r < d->n_replace; r++)
         replace_in(p, &n, cap, d->replace[r].from, d->replace[r].flen, d->replace[r].to,

@@ -365,8 +365,9 @@ def spm_scores(tok, merges):
     """Scores that make llama.cpp-style score merging equal rank merging: each learned
     piece is made by exactly one merge, so score = -rank; base symbols score lower
     than any merge result (they are never merge results)."""
-    vocab = json.loads(tok.to_str())["model"]["vocab"]
-    n = max(vocab.values()) + 1
+    j = json.loads(tok.to_str())
+    vocab = j["model"]["vocab"]
+    n = max(list(vocab.values()) + [a["id"] for a in j["added_tokens"]]) + 1
     scores = [-1e9] * n
     for s, i in vocab.items():
         scores[i] = -1e6
@@ -450,6 +451,7 @@ def chat_goldens(smol_template):
         [{"role": "user", "content": "Unicode: 日本語 👨‍👩‍👧 مرحبا\n\tcode"}],
         [{"role": "user", "content": "\u3000\u2028x\x1f\x85"},
          {"role": "assistant", "content": "\u180ey\u200b"}],
+        [{"role": "user", "content": "one"}, {"role": "user", "content": "two"}],
         [],
     ]
     toks = {
