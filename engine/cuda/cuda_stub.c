@@ -1,4 +1,4 @@
-/* cuda_stub.c: linked instead of cuda/*.cu when no CUDA toolkit was found at
+/* cuda_stub.c: linked instead of the CUDA sources when no CUDA toolkit was found at
  * build time, so that callers need no #ifdef: there is simply no device. */
 #include "../backend.h"
 #include "../lp_common.h"
