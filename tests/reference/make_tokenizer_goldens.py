@@ -481,7 +481,98 @@ def chat_goldens(smol_template):
     print(f"wrote {path} ({len(out['cases'])} cases)")
 
 
+# --------------------------------------------------------------------------- small cases
+
+FUZZ_SEEDS = os.path.join(ROOT, "tests", "fuzz", "corpus", "tokenizer_json")
+
+
+def small_cases():
+    """Tiny tokenizers for what the corpus goldens do not reach (Split's five
+    behaviours, Digits grouped, lstrip/rstrip/single_word added tokens, Metaspace
+    split): each is written as a fuzz seed (tokenizer.json, NUL, text) and its HF
+    encodings go to tok_small_cases.json."""
+    os.makedirs(FUZZ_SEEDS, exist_ok=True)
+    cases = []
+
+    def save(name, t, text):
+        j = json.dumps(json.loads(t.to_str()), separators=(",", ":"), ensure_ascii=False)
+        with open(os.path.join(FUZZ_SEEDS, name), "wb") as f:
+            f.write(j.encode() + b"\0" + text.encode())
+        rec = {"file": name}
+        for ps in (0, 1):
+            t.encode_special_tokens = not ps
+            ids = t.encode(text, add_special_tokens=True).ids
+            rec["ids_special" if ps else "ids"] = ids
+            rec["decoded_special" if ps else "decoded"] = t.decode(ids, skip_special_tokens=False)
+        t.encode_special_tokens = False
+        cases.append(rec)
+
+    v = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("i", "n"), ("Ġ", "a"), ("1", "2")]
+    for a, b in merges:
+        v.setdefault(a + b, len(v))
+    t = Tokenizer(models.BPE(dict(v), merges))
+    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    t.decoder = decoders.ByteLevel()
+    t.add_special_tokens([AddedToken("<|im_start|>", special=True, normalized=False)])
+    save("bytelevel", t, "the cat in <|im_start|> the hat 123 ünïcödé 👍🏽\n\n  x")
+    t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                               pre_tokenizers.ByteLevel(add_prefix_space=True)])
+    save("digits", t, "in 2024, 1234567 ants")
+    t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=False),
+                                               pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    save("digits_grouped", t, "in 2024, 1212 ants 12")
+    t.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"(?i:'s|'t)|\p{L}+|\p{N}{1,3}|\s+"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    t.post_processor = processors.TemplateProcessing(
+        single="<|im_start|> $A", special_tokens=[("<|im_start|>", t.token_to_id("<|im_start|>"))])
+    save("split", t, "It's 12345 THE end\r\n")
+    for beh in ["removed", "merged_with_previous", "merged_with_next", "contiguous"]:
+        for inv in (False, True):
+            t.pre_tokenizer = pre_tokenizers.Sequence([
+                pre_tokenizers.Split(Regex(r" +"), behavior=beh, invert=inv),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+            save(f"split_{beh}{'_inv' if inv else ''}", t, " a  b c   d the  ")
+    t.add_special_tokens([AddedToken("<mask>", special=True, lstrip=True, rstrip=True,
+                                     normalized=False)])
+    t.add_tokens([AddedToken("word", single_word=True, special=False, normalized=False)])
+    save("added_strip", t, "a  <mask>  b word words sword word_ word. <mask>")
+    sv = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for b in range(256):
+        sv[f"<0x{b:02X}>"] = len(sv)
+    for s in ["▁", "a", "b", "c", "▁a", "▁b", "ab", "▁ab"]:
+        sv[s] = len(sv)
+    sm = [("▁", "a"), ("▁", "b"), ("a", "b"), ("▁a", "b")]
+    s = Tokenizer(models.BPE(sv, sm, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    s.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    s.add_special_tokens([AddedToken(x, special=True, normalized=False)
+                          for x in ["<unk>", "<s>", "</s>"]])
+    s.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
+                                   decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    s.post_processor = processors.TemplateProcessing(single="<s> $A",
+                                                     special_tokens=[("<s>", 1)])
+    save("spm", s, "ab ba cab<s>é漢 </s>")
+    s.normalizer = None
+    s.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first", split=True)
+    s.decoder = decoders.Sequence([decoders.Metaspace(prepend_scheme="first"),
+                                   decoders.ByteFallback(), decoders.Fuse()])
+    save("metaspace", s, " ab  ab<s>b\tc")
+    s.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="always", split=False)
+    save("metaspace_always", s, "ab  ab<s>b c")
+    # refused by us: not BPE; a merge whose result is not a token
+    with open(os.path.join(FUZZ_SEEDS, "unigram"), "wb") as f:
+        f.write(b'{"model":{"type":"Unigram","vocab":[["a",0.0]]}}\0a')
+    with open(os.path.join(FUZZ_SEEDS, "bad_merge"), "wb") as f:
+        f.write(b'{"model":{"type":"BPE","vocab":{"a":0},"merges":[["a","a"]]}}\0aaa')
+    path = os.path.join(GOLD, "tok_small_cases.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(cases, f, ensure_ascii=False, indent=0)
+    print(f"wrote {path} ({len(cases)} cases) and the fuzz seeds")
+
+
 def main():
+    small_cases()
     corpus = build_corpus()
     print(f"corpus: {len(corpus)} strings, {sum(len(s) for s in corpus)} characters")
     train = corpus[0::2] + [" ".join(WORDS[k]) * 3 for k in WORDS] + CODE * 3

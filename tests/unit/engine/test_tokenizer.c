@@ -301,6 +301,57 @@ static void test_llama3_gguf(void **state) {
     gguf_close(g);
 }
 
+/* Tiny tokenizers (the fuzz seeds) for Split's behaviours, grouped Digits,
+ * lstrip/rstrip/single_word added tokens and Metaspace splitting. */
+static void test_small_cases(void **state) {
+    (void)state;
+    char *g = read_file(lp_test_path(GOLD "tok_small_cases.json"), NULL);
+    assert_non_null(g);
+    cJSON *cases = cJSON_Parse(g), *c;
+    free(g);
+    assert_non_null(cases);
+    int n = 0, bad = 0;
+    char err[LP_ERR_LEN];
+    cJSON_ArrayForEach(c, cases) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "tests/fuzz/corpus/tokenizer_json/%s", str_or(c, "file", ""));
+        size_t len;
+        char *data = read_file(lp_test_path(rel), &len);
+        assert_non_null(data);
+        size_t jl = strlen(data);
+        const char *text = data + jl + 1;
+        struct lp_tokenizer *t = NULL;
+        int rc = lp_tokenizer_from_hf_json(data, jl, NULL, 0, &t, err);
+        if (rc) print_error("%s: %s\n", rel, err);
+        assert_int_equal(rc, LP_OK);
+        for (int ps = 0; ps < 2; ps++) {
+            int32_t *ids;
+            size_t k;
+            assert_int_equal(lp_tokenizer_encode(t, text, len - jl - 1, 1, ps, &ids, &k, err),
+                             LP_OK);
+            char *d;
+            assert_int_equal(lp_tokenizer_decode(t, ids, k, 0, &d, err), LP_OK);
+            const cJSON *want = cJSON_GetObjectItemCaseSensitive(c, ps ? "ids_special" : "ids");
+            const char *wd = str_or(c, ps ? "decoded_special" : "decoded", "");
+            if (!ids_equal(ids, k, want) || strcmp(d, wd)) {
+                print_error("%s (parse_special %d) differs: decoded \"%s\" want \"%s\"\n", rel, ps,
+                            d, wd);
+                print_ids("got", ids, k);
+                bad++;
+            }
+            n++;
+            free(ids);
+            free(d);
+        }
+        lp_tokenizer_destroy(t);
+        free(data);
+    }
+    cJSON_Delete(cases);
+    print_message("small cases: %d encodes, %d differ\n", n, bad);
+    assert_true(n >= 30);
+    assert_int_equal(bad, 0);
+}
+
 /* ---- behaviour ----------------------------------------------------------- */
 
 static void test_invalid_utf8(void **state) {
@@ -476,11 +527,17 @@ static void test_encode_speed(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_smollm2_gguf),   cmocka_unit_test(test_spm_json),
-        cmocka_unit_test(test_spm_gguf),       cmocka_unit_test(test_spm_meta_json),
-        cmocka_unit_test(test_llama3_json),    cmocka_unit_test(test_llama3_gguf),
-        cmocka_unit_test(test_invalid_utf8),   cmocka_unit_test(test_detok_partial_chars),
-        cmocka_unit_test(test_hf_json_errors), cmocka_unit_test(test_encode_speed),
+        cmocka_unit_test(test_smollm2_gguf),
+        cmocka_unit_test(test_spm_json),
+        cmocka_unit_test(test_spm_gguf),
+        cmocka_unit_test(test_spm_meta_json),
+        cmocka_unit_test(test_llama3_json),
+        cmocka_unit_test(test_llama3_gguf),
+        cmocka_unit_test(test_small_cases),
+        cmocka_unit_test(test_invalid_utf8),
+        cmocka_unit_test(test_detok_partial_chars),
+        cmocka_unit_test(test_hf_json_errors),
+        cmocka_unit_test(test_encode_speed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
