@@ -91,17 +91,6 @@ static float dot_f32_scalar(const float *a, const float *b, int64_t n) {
     return lanes_sum(l);
 }
 
-/* Elements [k0, cols) of a float-type row that a 32-wide chunk loop left:
- * added to the lanes one by one, as the scalar path does. */
-static void tail_scalar(float *lanes, int type, const uint8_t *wrow, const float *x, int64_t k0,
-                        int64_t cols) {
-    for (int64_t k = k0; k < cols; k++) {
-        float wk;
-        lp_dequant_row(type, wrow + lp_type_nbytes(type, (uint64_t)k), &wk, 1);
-        lanes[k % LANES] = fmaf(wk, x[k], lanes[k % LANES]);
-    }
-}
-
 /* ---- AVX2 path ---------------------------------------------------------------- */
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -111,8 +100,15 @@ static void tail_scalar(float *lanes, int type, const uint8_t *wrow, const float
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 #define INLINE_AVX2 static inline __attribute__((always_inline, target("avx2,fma,f16c")))
 
+/* 32 dequantized weights: elements 0-7, 8-15, 16-23, 24-31. Named fields,
+ * not an array, so that the compiler keeps them in registers. */
 struct wchunk {
-    __m256 v[4]; /* 32 dequantized weights, elements 0-7, 8-15, 16-23, 24-31 */
+    __m256 v0, v1, v2, v3;
+};
+
+/* Four vectors of 8 integers. */
+struct ichunk {
+    __m256i q0, q1, q2, q3;
 };
 
 INLINE_AVX2 float f16_at(const uint8_t *p) {
@@ -121,80 +117,111 @@ INLINE_AVX2 float f16_at(const uint8_t *p) {
     return _cvtsh_ss(h);
 }
 
-/* 16 bytes -> four vectors of the low nibbles (elements 0-15) then the high
- * nibbles (16-31), as int32. */
-INLINE_AVX2 void nibbles_to_i32(__m128i raw, __m256i q[4]) {
-    const __m128i m4 = _mm_set1_epi8(0x0f);
-    __m128i lo = _mm_and_si128(raw, m4);
-    __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
-    q[0] = _mm256_cvtepu8_epi32(lo);
-    q[1] = _mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8));
-    q[2] = _mm256_cvtepu8_epi32(hi);
-    q[3] = _mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8));
+INLINE_AVX2 __m128i load128(const uint8_t *p) {
+    return _mm_loadu_si128((const __m128i *)(const void *)p);
 }
 
-/* Chunk c (elements 32c .. 32c+31) of a weight row, dequantized. The
+INLINE_AVX2 __m256i load256(const uint8_t *p) {
+    return _mm256_loadu_si256((const __m256i *)(const void *)p);
+}
+
+/* 32 bytes (as two halves) -> 4 x 8 int32, signed. */
+INLINE_AVX2 struct ichunk widen_i8(__m128i lo, __m128i hi) {
+    struct ichunk q = {_mm256_cvtepi8_epi32(lo), _mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)),
+                       _mm256_cvtepi8_epi32(hi), _mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))};
+    return q;
+}
+
+/* 16 bytes of nibbles at p: the low nibbles are elements 0-15, the high
+ * nibbles 16-31. Widened straight from memory, then split. */
+INLINE_AVX2 struct ichunk nibbles(const uint8_t *p) {
+    const __m256i m4 = _mm256_set1_epi32(0x0f);
+    __m256i a = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
+    __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(p + 8)));
+    struct ichunk q = {_mm256_and_si256(a, m4), _mm256_and_si256(b, m4), _mm256_srli_epi32(a, 4),
+                       _mm256_srli_epi32(b, 4)};
+    return q;
+}
+
+/* 8 bytes at p, sign- or zero-extended to 8 int32. */
+INLINE_AVX2 __m256i i8x8(const uint8_t *p) {
+    return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
+}
+INLINE_AVX2 __m256i u8x8(const uint8_t *p) {
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
+}
+
+INLINE_AVX2 __m256 cvt(__m256i q) { return _mm256_cvtepi32_ps(q); }
+
+/* Chunk j of block sb of a weight row (elements 32 * (sb * CPB + j) + 0..31),
+ * dequantized; CPB(type) chunks per block: 8 for the K-quants (super-blocks of
+ * 256), else 1 (j = 0, sb counts chunks). The
  * arithmetic mirrors quant.c: where it computes d*q + m in two roundings,
  * the FMA here gives the same float because d*q is exact (an 11-bit fp16
  * mantissa times a 4- or 6-bit integer fits in 24 bits). */
-INLINE_AVX2 struct wchunk load_chunk(int type, const uint8_t *row, int64_t c) {
+INLINE_AVX2 struct wchunk load_chunk(int type, const uint8_t *row, int64_t sb, int j) {
+    const int64_t c = sb; /* for the one-chunk-per-block types */
     struct wchunk w;
     switch (type) {
     case LP_TYPE_F32: {
-        const float *p = (const float *)(const void *)row + 32 * c;
-        for (int j = 0; j < 4; j++)
-            w.v[j] = _mm256_loadu_ps(p + 8 * j);
+        const float *p = (const float *)(const void *)(row + 128 * c);
+        w.v0 = _mm256_loadu_ps(p);
+        w.v1 = _mm256_loadu_ps(p + 8);
+        w.v2 = _mm256_loadu_ps(p + 16);
+        w.v3 = _mm256_loadu_ps(p + 24);
         break;
     }
     case LP_TYPE_F16: {
         const uint8_t *p = row + 64 * c;
-        for (int j = 0; j < 4; j++)
-            w.v[j] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p + 16 * j)));
+        w.v0 = _mm256_cvtph_ps(load128(p));
+        w.v1 = _mm256_cvtph_ps(load128(p + 16));
+        w.v2 = _mm256_cvtph_ps(load128(p + 32));
+        w.v3 = _mm256_cvtph_ps(load128(p + 48));
         break;
     }
     case LP_TYPE_BF16: {
         const uint8_t *p = row + 64 * c;
-        for (int j = 0; j < 4; j++) {
-            __m256i h =
-                _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p + 16 * j)));
-            w.v[j] = _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
-        }
+        w.v0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load128(p)), 16));
+        w.v1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load128(p + 16)), 16));
+        w.v2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load128(p + 32)), 16));
+        w.v3 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load128(p + 48)), 16));
         break;
     }
     case LP_TYPE_Q4_0: {
         const uint8_t *b = row + 18 * c;
-        __m256 d = _mm256_set1_ps(f16_at(b));
-        __m256i q[4];
-        nibbles_to_i32(_mm_loadu_si128((const __m128i *)(const void *)(b + 2)), q);
-        const __m256i eight = _mm256_set1_epi32(8);
-        for (int j = 0; j < 4; j++)
-            w.v[j] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(q[j], eight)));
+        float d = f16_at(b);
+        /* d * (q - 8) as d*q - 8d: both products are exact, so one rounding */
+        __m256 dv = _mm256_set1_ps(d), m8d = _mm256_set1_ps(-8.0f * d);
+        struct ichunk q = nibbles(b + 2);
+        w.v0 = _mm256_fmadd_ps(dv, cvt(q.q0), m8d);
+        w.v1 = _mm256_fmadd_ps(dv, cvt(q.q1), m8d);
+        w.v2 = _mm256_fmadd_ps(dv, cvt(q.q2), m8d);
+        w.v3 = _mm256_fmadd_ps(dv, cvt(q.q3), m8d);
         break;
     }
     case LP_TYPE_Q4_1: {
         const uint8_t *b = row + 20 * c;
         __m256 d = _mm256_set1_ps(f16_at(b));
         __m256 m = _mm256_set1_ps(f16_at(b + 2));
-        __m256i q[4];
-        nibbles_to_i32(_mm_loadu_si128((const __m128i *)(const void *)(b + 4)), q);
-        for (int j = 0; j < 4; j++)
-            w.v[j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q[j]), m);
+        struct ichunk q = nibbles(b + 4);
+        w.v0 = _mm256_fmadd_ps(d, cvt(q.q0), m);
+        w.v1 = _mm256_fmadd_ps(d, cvt(q.q1), m);
+        w.v2 = _mm256_fmadd_ps(d, cvt(q.q2), m);
+        w.v3 = _mm256_fmadd_ps(d, cvt(q.q3), m);
         break;
     }
     case LP_TYPE_Q8_0: {
         const uint8_t *b = row + 34 * c;
         __m256 d = _mm256_set1_ps(f16_at(b));
-        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(b + 2));
-        __m128i bq = _mm_loadu_si128((const __m128i *)(const void *)(b + 18));
-        w.v[0] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(a)), d);
-        w.v[1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(a, 8))), d);
-        w.v[2] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bq)), d);
-        w.v[3] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(bq, 8))), d);
+        struct ichunk q = {i8x8(b + 2), i8x8(b + 10), i8x8(b + 18), i8x8(b + 26)};
+        w.v0 = _mm256_mul_ps(cvt(q.q0), d);
+        w.v1 = _mm256_mul_ps(cvt(q.q1), d);
+        w.v2 = _mm256_mul_ps(cvt(q.q2), d);
+        w.v3 = _mm256_mul_ps(cvt(q.q3), d);
         break;
     }
     case LP_TYPE_Q4_K: {
-        const uint8_t *b = row + 144 * (c / 8);
-        int j = (int)(c % 8);
+        const uint8_t *b = row + 144 * sb;
         const uint8_t *s = b + 4;
         int sc, mn;
         if (j < 4) {
@@ -206,72 +233,137 @@ INLINE_AVX2 struct wchunk load_chunk(int type, const uint8_t *row, int64_t c) {
         }
         __m256 d1 = _mm256_set1_ps(f16_at(b) * (float)sc);
         __m256 m1 = _mm256_set1_ps(f16_at(b + 2) * (float)mn);
-        __m256i raw = _mm256_loadu_si256((const __m256i *)(const void *)(b + 16 + 32 * (j / 2)));
-        if (j & 1) raw = _mm256_srli_epi16(raw, 4);
-        raw = _mm256_and_si256(raw, _mm256_set1_epi8(0x0f));
-        __m128i lo = _mm256_castsi256_si128(raw), hi = _mm256_extracti128_si256(raw, 1);
-        __m256i q[4] = {_mm256_cvtepu8_epi32(lo), _mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)),
-                        _mm256_cvtepu8_epi32(hi), _mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))};
-        for (int k = 0; k < 4; k++)
-            w.v[k] = _mm256_fmsub_ps(d1, _mm256_cvtepi32_ps(q[k]), m1);
+        const uint8_t *qs = b + 16 + 32 * (j / 2);
+        __m256i a0 = u8x8(qs), a1 = u8x8(qs + 8), a2 = u8x8(qs + 16), a3 = u8x8(qs + 24);
+        struct ichunk q;
+        if (j & 1) { /* high nibbles: the byte shifted down */
+            q.q0 = _mm256_srli_epi32(a0, 4);
+            q.q1 = _mm256_srli_epi32(a1, 4);
+            q.q2 = _mm256_srli_epi32(a2, 4);
+            q.q3 = _mm256_srli_epi32(a3, 4);
+        } else {
+            const __m256i m4 = _mm256_set1_epi32(0x0f);
+            q.q0 = _mm256_and_si256(a0, m4);
+            q.q1 = _mm256_and_si256(a1, m4);
+            q.q2 = _mm256_and_si256(a2, m4);
+            q.q3 = _mm256_and_si256(a3, m4);
+        }
+        w.v0 = _mm256_fmsub_ps(d1, cvt(q.q0), m1);
+        w.v1 = _mm256_fmsub_ps(d1, cvt(q.q1), m1);
+        w.v2 = _mm256_fmsub_ps(d1, cvt(q.q2), m1);
+        w.v3 = _mm256_fmsub_ps(d1, cvt(q.q3), m1);
         break;
     }
     case LP_TYPE_Q6_K: {
-        const uint8_t *b = row + 210 * (c / 8);
-        int j = (int)(c % 8), h = j / 4, k = j % 4;
+        const uint8_t *b = row + 210 * sb;
+        int h = j / 4, k = j % 4;
         const int8_t *sc = (const int8_t *)(b + 192);
         float d = f16_at(b + 208);
-        __m256i ql = _mm256_loadu_si256((const __m256i *)(const void *)(b + 64 * h + 32 * (k & 1)));
-        __m256i qh = _mm256_loadu_si256((const __m256i *)(const void *)(b + 128 + 32 * h));
-        ql = _mm256_and_si256(_mm256_srl_epi16(ql, _mm_cvtsi32_si128(4 * (k >> 1))),
-                              _mm256_set1_epi8(0x0f));
-        qh = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * k)),
-                              _mm256_set1_epi8(0x03));
-        __m256i q = _mm256_or_si256(ql, _mm256_slli_epi16(qh, 4));
-        q = _mm256_sub_epi8(q, _mm256_set1_epi8(32));
-        __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+        __m256i ql = load256(b + 64 * h + 32 * (k & 1));
+        __m256i qh = load256(b + 128 + 32 * h);
+        ql = _mm256_and_si256(_mm256_srli_epi16(ql, 4 * (k >> 1)), _mm256_set1_epi8(0x0f));
+        qh = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), _mm256_set1_epi8(0x03));
+        __m256i q8 = _mm256_or_si256(ql, _mm256_slli_epi16(qh, 4));
+        q8 = _mm256_sub_epi8(q8, _mm256_set1_epi8(32));
+        struct ichunk q = widen_i8(_mm256_castsi256_si128(q8), _mm256_extracti128_si256(q8, 1));
         __m256 ds0 = _mm256_set1_ps(d * (float)sc[2 * j]);
         __m256 ds1 = _mm256_set1_ps(d * (float)sc[2 * j + 1]);
-        w.v[0] = _mm256_mul_ps(ds0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)));
-        w.v[1] =
-            _mm256_mul_ps(ds0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))));
-        w.v[2] = _mm256_mul_ps(ds1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)));
-        w.v[3] =
-            _mm256_mul_ps(ds1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))));
+        w.v0 = _mm256_mul_ps(ds0, cvt(q.q0));
+        w.v1 = _mm256_mul_ps(ds0, cvt(q.q1));
+        w.v2 = _mm256_mul_ps(ds1, cvt(q.q2));
+        w.v3 = _mm256_mul_ps(ds1, cvt(q.q3));
         break;
     }
-    default: ENSURE(!"unsupported type in load_chunk");
+    default:
+        ENSURE(!"unsupported type in load_chunk");
+        w.v0 = w.v1 = w.v2 = w.v3 = _mm256_setzero_ps();
     }
     return w;
 }
+
+/* Chunks per block. The loops over a block's chunks are written out
+ * (FOR_CHUNKS) so that j is a constant in load_chunk and the K-quant scale
+ * unpacking folds away. */
+#define CPB(type) ((type) == LP_TYPE_Q4_K || (type) == LP_TYPE_Q6_K ? 8 : 1)
+#define FOR_CHUNKS(type, STEP)                                                                     \
+    do {                                                                                           \
+        if (CPB(type) == 8) {                                                                      \
+            STEP(0);                                                                               \
+            STEP(1);                                                                               \
+            STEP(2);                                                                               \
+            STEP(3);                                                                               \
+            STEP(4);                                                                               \
+            STEP(5);                                                                               \
+            STEP(6);                                                                               \
+            STEP(7);                                                                               \
+        } else {                                                                                   \
+            STEP(0);                                                                               \
+        }                                                                                          \
+    } while (0)
 
 /* acc0 takes lanes 0-7 (elements 0-7 and 16-23 of the chunk), acc1 lanes
  * 8-15 (elements 8-15 and 24-31): element k goes to lane k % 16. */
 #define FMA_CHUNK(acc0, acc1, w, xp)                                                               \
     do {                                                                                           \
-        (acc0) = _mm256_fmadd_ps((w).v[0], _mm256_loadu_ps((xp)), (acc0));                         \
-        (acc1) = _mm256_fmadd_ps((w).v[1], _mm256_loadu_ps((xp) + 8), (acc1));                     \
-        (acc0) = _mm256_fmadd_ps((w).v[2], _mm256_loadu_ps((xp) + 16), (acc0));                    \
-        (acc1) = _mm256_fmadd_ps((w).v[3], _mm256_loadu_ps((xp) + 24), (acc1));                    \
+        (acc0) = _mm256_fmadd_ps((w).v0, _mm256_loadu_ps((xp)), (acc0));                           \
+        (acc1) = _mm256_fmadd_ps((w).v1, _mm256_loadu_ps((xp) + 8), (acc1));                       \
+        (acc0) = _mm256_fmadd_ps((w).v2, _mm256_loadu_ps((xp) + 16), (acc0));                      \
+        (acc1) = _mm256_fmadd_ps((w).v3, _mm256_loadu_ps((xp) + 24), (acc1));                      \
     } while (0)
 
-/* Finishes one dot: spills the lanes, adds a float type's tail, sums. */
+/* lanes_sum on the two accumulators, in registers: the same tree. */
+INLINE_AVX2 float hsum16(__m256 a0, __m256 a1) {
+    __m256 v = _mm256_add_ps(a0, a1);                                               /* s8 */
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); /* s4 */
+    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4)); /* s4[0]+s4[2], s4[1]+s4[3] */
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
+/* Element k of a float-type row (the tail after the last full chunk). */
+INLINE_AVX2 float float_elem(int type, const uint8_t *row, int64_t k) {
+    uint16_t h;
+    float f;
+    switch (type) {
+    case LP_TYPE_F32: memcpy(&f, row + 4 * k, 4); return f;
+    case LP_TYPE_F16: memcpy(&h, row + 2 * k, 2); return _cvtsh_ss(h);
+    default: {
+        uint32_t b;
+        memcpy(&h, row + 2 * k, 2);
+        b = (uint32_t)h << 16;
+        memcpy(&f, &b, 4);
+        return f;
+    }
+    }
+}
+
+/* Finishes one dot: a float type's tail goes into its lanes one element at a
+ * time (as in the scalar path), then the lanes are summed. Stays in AVX code:
+ * calling SSE code with dirty upper halves costs a state transition. */
 INLINE_AVX2 float finish(__m256 acc0, __m256 acc1, int type, const uint8_t *wrow, const float *x,
                          int64_t k0, int64_t cols) {
-    float lanes[LANES];
-    _mm256_storeu_ps(lanes, acc0);
-    _mm256_storeu_ps(lanes + 8, acc1);
-    if (k0 < cols) tail_scalar(lanes, type, wrow, x, k0, cols);
-    return lanes_sum(lanes);
+    if (k0 < cols) {
+        float lanes[LANES];
+        _mm256_storeu_ps(lanes, acc0);
+        _mm256_storeu_ps(lanes + 8, acc1);
+        for (int64_t k = k0; k < cols; k++)
+            lanes[k % LANES] = fmaf(float_elem(type, wrow, k), x[k], lanes[k % LANES]);
+        acc0 = _mm256_loadu_ps(lanes);
+        acc1 = _mm256_loadu_ps(lanes + 8);
+    }
+    return hsum16(acc0, acc1);
 }
 
 /* One weight row against one input row. */
 INLINE_AVX2 float tile_1x1(int type, const uint8_t *w0, const float *x, int64_t nch, int64_t cols) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    for (int64_t c = 0; c < nch; c++) {
-        struct wchunk w = load_chunk(type, w0, c);
-        FMA_CHUNK(a0, a1, w, x + 32 * c);
-    }
+#define STEP_1X1(j)                                                                                \
+    do {                                                                                           \
+        struct wchunk w = load_chunk(type, w0, sb, (j));                                           \
+        FMA_CHUNK(a0, a1, w, x + 32 * (sb * CPB(type) + (j)));                                     \
+    } while (0)
+    for (int64_t sb = 0; sb < nch / CPB(type); sb++)
+        FOR_CHUNKS(type, STEP_1X1);
+#undef STEP_1X1
     return finish(a0, a1, type, w0, x, 32 * nch, cols);
 }
 
@@ -281,17 +373,21 @@ INLINE_AVX2 void tile_4x1(int type, const uint8_t *w0, size_t rb, const float *x
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00;
     __m256 a20 = a00, a21 = a00, a30 = a00, a31 = a00;
     const uint8_t *w1 = w0 + rb, *w2 = w1 + rb, *w3 = w2 + rb;
-    for (int64_t c = 0; c < nch; c++) {
-        const float *xc = x + 32 * c;
-        struct wchunk w = load_chunk(type, w0, c);
-        FMA_CHUNK(a00, a01, w, xc);
-        w = load_chunk(type, w1, c);
-        FMA_CHUNK(a10, a11, w, xc);
-        w = load_chunk(type, w2, c);
-        FMA_CHUNK(a20, a21, w, xc);
-        w = load_chunk(type, w3, c);
-        FMA_CHUNK(a30, a31, w, xc);
-    }
+#define STEP_4X1(j)                                                                                \
+    do {                                                                                           \
+        const float *xc = x + 32 * (sb * CPB(type) + (j));                                         \
+        struct wchunk w = load_chunk(type, w0, sb, (j));                                           \
+        FMA_CHUNK(a00, a01, w, xc);                                                                \
+        w = load_chunk(type, w1, sb, (j));                                                         \
+        FMA_CHUNK(a10, a11, w, xc);                                                                \
+        w = load_chunk(type, w2, sb, (j));                                                         \
+        FMA_CHUNK(a20, a21, w, xc);                                                                \
+        w = load_chunk(type, w3, sb, (j));                                                         \
+        FMA_CHUNK(a30, a31, w, xc);                                                                \
+    } while (0)
+    for (int64_t sb = 0; sb < nch / CPB(type); sb++)
+        FOR_CHUNKS(type, STEP_4X1);
+#undef STEP_4X1
     int64_t k0 = 32 * nch;
     out[0] = finish(a00, a01, type, w0, x, k0, cols);
     out[out_stride] = finish(a10, a11, type, w1, x, k0, cols);
@@ -305,13 +401,18 @@ INLINE_AVX2 void tile_1x4(int type, const uint8_t *w0, const float *x, size_t xs
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00;
     __m256 a20 = a00, a21 = a00, a30 = a00, a31 = a00;
     const float *x1 = x + xs, *x2 = x1 + xs, *x3 = x2 + xs;
-    for (int64_t c = 0; c < nch; c++) {
-        struct wchunk w = load_chunk(type, w0, c);
-        FMA_CHUNK(a00, a01, w, x + 32 * c);
-        FMA_CHUNK(a10, a11, w, x1 + 32 * c);
-        FMA_CHUNK(a20, a21, w, x2 + 32 * c);
-        FMA_CHUNK(a30, a31, w, x3 + 32 * c);
-    }
+#define STEP_1X4(j)                                                                                \
+    do {                                                                                           \
+        int64_t o = 32 * (sb * CPB(type) + (j));                                                   \
+        struct wchunk w = load_chunk(type, w0, sb, (j));                                           \
+        FMA_CHUNK(a00, a01, w, x + o);                                                             \
+        FMA_CHUNK(a10, a11, w, x1 + o);                                                            \
+        FMA_CHUNK(a20, a21, w, x2 + o);                                                            \
+        FMA_CHUNK(a30, a31, w, x3 + o);                                                            \
+    } while (0)
+    for (int64_t sb = 0; sb < nch / CPB(type); sb++)
+        FOR_CHUNKS(type, STEP_1X4);
+#undef STEP_1X4
     int64_t k0 = 32 * nch;
     y[0] = finish(a00, a01, type, w0, x, k0, cols);
     y[ys] = finish(a10, a11, type, w0, x1, k0, cols);
@@ -380,12 +481,16 @@ static AVX2 float dot_f32_avx2(const float *a, const float *b, int64_t n) {
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), a1);
     }
-    float lanes[LANES];
-    _mm256_storeu_ps(lanes, a0);
-    _mm256_storeu_ps(lanes + 8, a1);
-    for (; k < n; k++)
-        lanes[k % LANES] = fmaf(a[k], b[k], lanes[k % LANES]);
-    return lanes_sum(lanes);
+    if (k < n) {
+        float lanes[LANES];
+        _mm256_storeu_ps(lanes, a0);
+        _mm256_storeu_ps(lanes + 8, a1);
+        for (; k < n; k++)
+            lanes[k % LANES] = fmaf(a[k], b[k], lanes[k % LANES]);
+        a0 = _mm256_loadu_ps(lanes);
+        a1 = _mm256_loadu_ps(lanes + 8);
+    }
+    return hsum16(a0, a1);
 }
 #endif /* x86 */
 
