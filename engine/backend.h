@@ -47,6 +47,19 @@ struct lp_attn_batch {
  * sequence's block table; kv_store for the step runs before attention, so a
  * prompt chunk sees itself causally. */
 
+/* One LoRA segment of a step, for one projection: rows [start, start + len)
+ * of x and y belong to sequences of one adapter. Weights are backend memory:
+ * a is A [rank, in] as PEFT stores it; bt is B transposed, [rank, out], so
+ * that the expand is a run of contiguous row updates. */
+struct lp_lora_seg {
+    int start;
+    int len;
+    int rank;
+    float scale;
+    const float *a;  /* [rank, in] */
+    const float *bt; /* [rank, out] */
+};
+
 struct lp_backend_ops {
     const char *name;
     void (*destroy)(struct lp_backend *be);
@@ -77,6 +90,14 @@ struct lp_backend_ops {
      * its input row only, with a fixed reduction order (batch invariance). */
     void (*matmul)(struct lp_backend *be, float *y, const float *x, const struct lp_weight *w,
                    int n);
+
+    /* LoRA over segments (Punica's SGMV shrink then expand): for each
+     * segment, t = x[rows] . A^T, then y[rows] += scale * t . B. x: [n, in],
+     * y: [n, out] (row strides in / out); tmp: backend scratch of at least
+     * [n, max rank]. Each row's result depends on that row only, in a fixed
+     * order (batch invariance). */
+    void (*lora)(struct lp_backend *be, float *y, const float *x, int in, int out,
+                 const struct lp_lora_seg *segs, int n_segs, float *tmp);
 
     /* y[i, :] += b for every row. y: [n, d], b: f32 vector of d. */
     void (*add_bias)(struct lp_backend *be, float *y, const struct lp_weight *b, int n, int d);

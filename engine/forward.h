@@ -28,6 +28,24 @@ struct lp_forward_params {
     int max_logits; /* most rows of logits one step may ask for */
     int n_blocks;   /* KV blocks in the cache */
     int block_size; /* tokens per KV block */
+    int n_slots;    /* adapter slots resident on the device (0 = no LoRA) */
+    int max_rank;   /* largest LoRA rank a slot may hold */
+};
+
+/* One targeted projection of one layer of an adapter, in host memory:
+ * y += scale * (x . A^T) . B^T. rank 0 means "not targeted". */
+struct lp_lora_target {
+    int rank;
+    float scale;
+    const float *a; /* [rank, in_features] row-major */
+    const float *b; /* [out_features, rank] row-major */
+};
+
+/* A run of consecutive tokens of a step that use one adapter slot. */
+struct lp_step_seg {
+    int start; /* first token of the run */
+    int len;   /* tokens in the run */
+    int slot;  /* adapter slot, or -1 for the base model alone */
 };
 
 struct lp_forward;
@@ -38,7 +56,9 @@ struct lp_step {
     const int32_t *tokens;     /* [n_tokens] */
     struct lp_attn_batch attn; /* positions, sequences, slots, block tables */
     int n_logits;
-    const int32_t *logit_rows; /* [n_logits] */
+    const int32_t *logit_rows;      /* [n_logits] */
+    int n_segs;                     /* 0: no adapter in this step */
+    const struct lp_step_seg *segs; /* [n_segs] covering the tokens in order */
 };
 
 /* Makes `m` resident on `be` and allocates cache and scratch. `m` and `be`
@@ -51,5 +71,16 @@ void lp_forward_destroy(struct lp_forward *f); /* NULL is a no-op */
 int lp_forward_step(struct lp_forward *f, const struct lp_step *s, float *logits, char *err);
 
 const struct lp_forward_params *lp_forward_params_get(const struct lp_forward *f);
+
+/* Brings an adapter from host memory into device slot `slot` (replacing what
+ * was there): targets is [n_layer * LP_PROJ_COUNT], indexed layer *
+ * LP_PROJ_COUNT + proj, borrowed for the call. Fails with LP_ERANGE if a rank
+ * exceeds max_rank, LP_ENOMEM if the device is full. */
+int lp_forward_slot_load(struct lp_forward *f, int slot, const struct lp_lora_target *targets,
+                         char *err);
+/* Frees the slot's device memory. */
+void lp_forward_slot_clear(struct lp_forward *f, int slot);
+/* Device bytes held by the slot (0 when empty). */
+size_t lp_forward_slot_bytes(const struct lp_forward *f, int slot);
 
 #endif

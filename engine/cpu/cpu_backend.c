@@ -106,6 +106,7 @@ static const struct lp_backend_ops cpu_ops = {
     .silu_mul = lp_cpu_silu_mul,
     .add = lp_cpu_add,
     .gather_rows = lp_cpu_gather_rows,
+    .lora = lp_cpu_lora,
 };
 
 struct lp_backend *lp_cpu_backend_create(int n_threads) {

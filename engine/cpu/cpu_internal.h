@@ -89,5 +89,8 @@ void lp_cpu_silu_mul(struct lp_backend *be, float *y, const float *gate, const f
 void lp_cpu_add(struct lp_backend *be, float *y, const float *x, size_t n);
 void lp_cpu_gather_rows(struct lp_backend *be, float *dst, const float *src, const int32_t *rows,
                         int n, int d);
+/* The LoRA op (lora.c). */
+void lp_cpu_lora(struct lp_backend *be, float *y, const float *x, int in, int out,
+                 const struct lp_lora_seg *segs, int n_segs, float *tmp);
 
 #endif
