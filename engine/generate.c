@@ -105,6 +105,9 @@ int lp_generate(struct lp_forward *f, const struct lp_tokenizer *tok,
             if (r->prompt[j] < 0 || r->prompt[j] >= n_vocab)
                 return lp_err(err, LP_EINVAL, "request %d: token id %d out of range", i,
                               r->prompt[j]);
+        if (r->adapter < 0 || r->adapter > fp->n_slots)
+            return lp_err(err, LP_EINVAL, "request %d: adapter slot %d does not exist", i,
+                          r->adapter - 1);
         if ((rc = lp_sampling_validate(&r->sampling, n_vocab, err)) != LP_OK) return rc;
     }
     struct kv_cache *kv = kv_cache_create(fp->n_blocks, fp->block_size);
@@ -117,6 +120,8 @@ int lp_generate(struct lp_forward *f, const struct lp_tokenizer *tok,
     int32_t *logit_rows = xmalloc((size_t)fp->max_logits * sizeof(int32_t));
     int32_t *row_seq = xmalloc((size_t)fp->max_logits * sizeof(int32_t));
     int32_t *step_seqs = xmalloc((size_t)(n > 0 ? n : 1) * sizeof(int32_t));
+    int32_t *step_ntok = xmalloc((size_t)(n > 0 ? n : 1) * sizeof(int32_t));
+    struct lp_step_seg *segs = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *segs);
     int max_blocks = fp->n_blocks;
     int32_t *block_table = NULL;
     size_t bt_cap = 0;
@@ -158,20 +163,16 @@ int lp_generate(struct lp_forward *f, const struct lp_tokenizer *tok,
                 n_done++;
             }
         }
-        /* build the step: decodes first, then prompt chunks */
+        /* choose the step's work: one token of every decoding sequence, then
+         * prompt chunks up to the token budget */
         int nt = 0, nl = 0, ns = 0, has_prefill = 0;
         for (int i = 0; i < n && nt < T && nl < fp->max_logits; i++) {
             struct seq *s = &seqs[i];
             if (s->state != SEQ_RUNNING || s->n_fed < s->req->n_prompt) continue;
-            int p = s->kv.n_tokens;
-            tokens[nt] = s->next;
-            pos[nt] = p;
-            seq_of[nt] = ns;
-            slot[nt] = kv_seq_slot(kv, &s->kv, p);
-            logit_rows[nl] = nt;
-            row_seq[nl++] = i;
-            step_seqs[ns++] = i;
+            step_seqs[ns] = i;
+            step_ntok[ns++] = 1;
             nt++;
+            nl++;
         }
         for (int i = 0; i < n && nt < T; i++) {
             struct seq *s = &seqs[i];
@@ -180,20 +181,47 @@ int lp_generate(struct lp_forward *f, const struct lp_tokenizer *tok,
             int chunk = (int)(left < (size_t)(T - nt) ? left : (size_t)(T - nt));
             int last = s->n_fed + (size_t)chunk == s->req->n_prompt;
             if (last && nl >= fp->max_logits) continue; /* its logits row must wait */
-            for (int j = 0; j < chunk; j++) {
-                int p = (int)s->n_fed + j;
-                tokens[nt] = s->req->prompt[p];
+            step_seqs[ns] = i;
+            step_ntok[ns++] = chunk;
+            nt += chunk;
+            nl += last;
+            has_prefill = 1;
+        }
+        /* order the sequences by adapter (stable), so that each adapter's
+         * tokens are contiguous: one segment per adapter */
+        for (int k = 1; k < ns; k++) {
+            int si = step_seqs[k], sn = step_ntok[k], j = k;
+            while (j > 0 && reqs[step_seqs[j - 1]].adapter > reqs[si].adapter) {
+                step_seqs[j] = step_seqs[j - 1];
+                step_ntok[j] = step_ntok[j - 1];
+                j--;
+            }
+            step_seqs[j] = si;
+            step_ntok[j] = sn;
+        }
+        /* lay out the tokens */
+        nt = nl = 0;
+        int n_segs = 0, any_adapter = 0;
+        for (int k = 0; k < ns; k++) {
+            struct seq *s = &seqs[step_seqs[k]];
+            int decoding = s->n_fed >= s->req->n_prompt;
+            int slot_id = s->req->adapter - 1;
+            any_adapter |= slot_id >= 0;
+            if (n_segs == 0 || segs[n_segs - 1].slot != slot_id)
+                segs[n_segs++] = (struct lp_step_seg){.start = nt, .len = 0, .slot = slot_id};
+            segs[n_segs - 1].len += step_ntok[k];
+            for (int j = 0; j < step_ntok[k]; j++) {
+                int p = decoding ? s->kv.n_tokens : (int)s->n_fed + j;
+                tokens[nt] = decoding ? s->next : s->req->prompt[p];
                 pos[nt] = p;
-                seq_of[nt] = ns;
+                seq_of[nt] = k;
                 slot[nt] = kv_seq_slot(kv, &s->kv, p);
                 nt++;
             }
-            if (last) {
+            if (decoding || s->n_fed + (size_t)step_ntok[k] == s->req->n_prompt) {
                 logit_rows[nl] = nt - 1;
-                row_seq[nl++] = i;
+                row_seq[nl++] = step_seqs[k];
             }
-            step_seqs[ns++] = i;
-            has_prefill = 1;
         }
         if (nt == 0) {
             rc = lp_err(err, LP_EBUSY, "generate: no request could be scheduled");
@@ -225,6 +253,8 @@ int lp_generate(struct lp_forward *f, const struct lp_tokenizer *tok,
                      .block_size = fp->block_size},
             .n_logits = nl,
             .logit_rows = logit_rows,
+            .n_segs = any_adapter ? n_segs : 0,
+            .segs = segs,
         };
         double t0 = lp_time_now();
         if ((rc = lp_forward_step(f, &step, logits, err)) != LP_OK) goto out;
@@ -311,6 +341,8 @@ out:
     free(logit_rows);
     free(row_seq);
     free(step_seqs);
+    free(step_ntok);
+    free(segs);
     free(block_table);
     free(logits);
     free(raw);

@@ -24,6 +24,7 @@ struct lp_gen_request {
     int logprobs;            /* top-N logprobs per generated token, 0..LP_MAX_LOGPROBS */
     const char *const *stop; /* stop strings, borrowed, [n_stop] */
     int n_stop;
+    int adapter; /* 0: base model; k > 0: the adapter in forward slot k - 1 */
 };
 
 struct lp_gen_result {
