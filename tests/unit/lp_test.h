@@ -29,13 +29,27 @@ static inline const char *lp_test_path(const char *rel) {
 
 static inline int lp_test_exists(const char *path) { return access(path, R_OK) == 0; }
 
+/* Tests that skipped in this process (LP_SKIP), for LP_RUN_TESTS. */
+static int lp_test_skipped;
+
 /* A test that cannot run here says why and is reported as skipped. */
 #define LP_SKIP(...)                                                                               \
     do {                                                                                           \
+        lp_test_skipped++;                                                                         \
         printf("skipped: ");                                                                       \
         printf(__VA_ARGS__);                                                                       \
         printf("\n");                                                                              \
         skip();                                                                                    \
+    } while (0)
+
+/* Runs a cmocka group; when every test skipped, exits 77 so that ctest
+ * reports the file as skipped rather than passed. */
+#define LP_RUN_TESTS(tests)                                                                        \
+    do {                                                                                           \
+        int lp_rc_ = cmocka_run_group_tests(tests, NULL, NULL);                                    \
+        size_t lp_n_ = sizeof(tests) / sizeof((tests)[0]);                                         \
+        return lp_rc_ ? lp_rc_                                                                     \
+                      : (lp_test_skipped > 0 && (size_t)lp_test_skipped == lp_n_ ? 77 : 0);        \
     } while (0)
 
 #endif
