@@ -30,7 +30,7 @@ static inline const char *lp_test_path(const char *rel) {
 static inline int lp_test_exists(const char *path) { return access(path, R_OK) == 0; }
 
 /* Tests that skipped in this process (LP_SKIP), for LP_RUN_TESTS. */
-static int lp_test_skipped;
+static int lp_test_skipped __attribute__((unused));
 
 /* A test that cannot run here says why and is reported as skipped. */
 #define LP_SKIP(...)                                                                               \
