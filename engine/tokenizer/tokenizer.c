@@ -217,7 +217,7 @@ static int added_cmp(const void *pa, const void *pb) {
 }
 
 static void added_set_build(struct tok_added_set *s) {
-    qsort(s->v, (size_t)s->n, sizeof *s->v, added_cmp);
+    if (s->n > 1) qsort(s->v, (size_t)s->n, sizeof *s->v, added_cmp);
     /* Same pattern twice: the first (lowest id) wins, the rest are dropped. */
     int w = 0;
     for (int i = 0; i < s->n; i++) {
