@@ -4,6 +4,7 @@
  * available), and the split regexes that GGUF's `tokenizer.ggml.pre` names. */
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 #include "lp_common.h"
 #include "tok_internal.h"
@@ -211,8 +212,10 @@ int tok_norm_add(struct lp_tokenizer *t, int kind, const char *a, size_t alen, i
     } else {
         if (kind == TOK_NORM_REPLACE && alen == 0)
             return lp_err(err, LP_EFORMAT, "Replace normalizer with an empty pattern");
-        n->a = xstrndup(a, alen);
-        n->alen = alen;
+        if (a) {
+            n->a = xstrndup(a, alen);
+            n->alen = alen;
+        }
     }
     if (b) {
         n->b = xstrndup(b, blen);
@@ -461,7 +464,19 @@ const char *tok_normalize(const struct lp_tokenizer *t, const char *text, size_t
         size_t need;
         char *o;
         size_t on = 0;
-        if (nm->kind == TOK_NORM_PREPEND) {
+        if (nm->kind == TOK_NORM_UNICODE) {
+            /* Unicode normalization is utf8proc's, not ours (the input is
+             * valid UTF-8: encode checked it). */
+            utf8proc_uint8_t *dst = NULL;
+            utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)cur, (utf8proc_ssize_t)n,
+                                              &dst, (utf8proc_option_t)nm->uform);
+            if (r < 0) {
+                free(dst);
+                goto oom;
+            }
+            o = (char *)dst;
+            on = (size_t)r;
+        } else if (nm->kind == TOK_NORM_PREPEND) {
             if (n == 0) continue; /* HF prepends nothing to an empty string */
             need = n + nm->alen;
             if (!(o = malloc(need + 1))) goto oom;

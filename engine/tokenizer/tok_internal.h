@@ -58,7 +58,11 @@ struct tok_added_set {
     int first[257]; /* v[first[b] .. first[b+1]) start with byte b */
 };
 
-enum tok_norm_kind { TOK_NORM_PREPEND = 1, TOK_NORM_REPLACE = 2 };
+enum tok_norm_kind {
+    TOK_NORM_PREPEND = 1,
+    TOK_NORM_REPLACE = 2,
+    TOK_NORM_UNICODE = 3, /* NFC / NFD / NFKC / NFKD through utf8proc */
+};
 struct tok_norm {
     int kind;
     char *a; /* PREPEND: the prefix; REPLACE: literal pattern (NULL if re) */
@@ -66,6 +70,7 @@ struct tok_norm {
     char *b; /* REPLACE: the replacement */
     size_t blen;
     pcre2_code *re; /* REPLACE with a regex pattern */
+    int uform;      /* UNICODE: utf8proc_option_t flags of the form */
 };
 
 enum tok_split_behavior {

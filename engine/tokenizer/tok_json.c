@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 #include "lp_common.h"
 #include "tok_internal.h"
@@ -84,6 +85,21 @@ static int parse_normalizer(struct lp_tokenizer *t, const cJSON *n, int depth, c
             return lp_err(err, LP_EFORMAT, "Replace normalizer needs pattern and content");
         return tok_norm_add(t, TOK_NORM_REPLACE, pat, strlen(pat), is_re, content, strlen(content),
                             err);
+    }
+    static const struct {
+        const char *name;
+        int form;
+    } forms[] = {
+        {"NFC", UTF8PROC_STABLE | UTF8PROC_COMPOSE},
+        {"NFD", UTF8PROC_STABLE | UTF8PROC_DECOMPOSE},
+        {"NFKC", UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT},
+        {"NFKD", UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT},
+    };
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        if (strcmp(ty, forms[i].name)) continue;
+        int rc = tok_norm_add(t, TOK_NORM_UNICODE, NULL, 0, 0, NULL, 0, err);
+        if (rc == LP_OK) t->norm[t->n_norm - 1].uform = forms[i].form;
+        return rc;
     }
     return lp_err(err, LP_EUNSUPPORTED, "normalizer \"%.40s\" is not supported", ty);
 }
