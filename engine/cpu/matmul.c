@@ -95,6 +95,7 @@ static float dot_f32_scalar(const float *a, const float *b, int64_t n) {
 
 #if defined(__x86_64__) || defined(__i386__)
 #define LP_HAVE_AVX2_PATH 1
+#include <cpuid.h>
 #include <immintrin.h>
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -500,9 +501,12 @@ int lp_cpu_isa_best(void) {
 #ifdef LP_HAVE_AVX2_PATH
     static int best = -1;
     if (best < 0) {
+        /* F16C from CPUID leaf 1 (ECX bit 29): clang 14's
+         * __builtin_cpu_supports does not know "f16c". */
+        unsigned eax, ebx, ecx = 0, edx;
+        int f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29));
         __builtin_cpu_init();
-        best = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                __builtin_cpu_supports("f16c"))
+        best = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)
                    ? LP_CPU_ISA_AVX2
                    : LP_CPU_ISA_SCALAR;
     }
