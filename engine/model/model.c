@@ -417,7 +417,22 @@ static int parse_hf_config(struct lp_model *m, const cJSON *cfg, char *err) {
         return lp_err(err, LP_EUNSUPPORTED, "config.json: \"hidden_act\" must be \"silu\"");
     if ((rc = check_config(m, err))) return rc;
     rope_inv_freq(m);
+    /* transformers >= 5 writes rope_theta and the scaling into one
+     * "rope_parameters" object; older configs use rope_theta + rope_scaling. */
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(cfg, "rope_parameters");
+    if (rp && !cJSON_IsNull(rp)) {
+        if (!cJSON_IsObject(rp))
+            return lp_err(err, LP_EFORMAT, "config.json: \"rope_parameters\" must be an object");
+        if (!cJSON_GetObjectItemCaseSensitive(cfg, "rope_theta")) {
+            if ((rc = json_float(rp, "rope_theta", &c->rope_theta, 1, err))) return rc;
+            if (!(c->rope_theta > 0))
+                return lp_err(err, LP_EFORMAT, "config.json: rope_theta must be > 0");
+            free(m->inv_freq);
+            rope_inv_freq(m);
+        }
+        if (!rs || cJSON_IsNull(rs)) rs = rp;
+    }
     if (rs && !cJSON_IsNull(rs)) {
         if (!cJSON_IsObject(rs))
             return lp_err(err, LP_EFORMAT, "config.json: bad \"rope_scaling\"");
@@ -426,7 +441,8 @@ static int parse_hf_config(struct lp_model *m, const cJSON *cfg, char *err) {
         if (!cJSON_IsString(ty))
             return lp_err(err, LP_EFORMAT, "config.json: rope_scaling without \"rope_type\"");
         float factor = 1.0f;
-        if ((rc = json_float(rs, "factor", &factor, 0, err))) return rc;
+        int is_default = !strcmp(ty->valuestring, "default");
+        if (!is_default && (rc = json_float(rs, "factor", &factor, 0, err))) return rc;
         if (!(factor > 0)) return lp_err(err, LP_EFORMAT, "config.json: rope_scaling.factor <= 0");
         if (!strcmp(ty->valuestring, "llama3")) {
             float lo = 1.0f, hi = 4.0f;

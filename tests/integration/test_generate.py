@@ -114,3 +114,22 @@ def test_bad_batch_file(lp_bin, default_model, tmp_path):
     bad.write_text('{"prompt": "ok"}\n{"prompt": 3}\n')
     p = gen(lp_bin, default_model, "--batch", str(bad))
     assert p.returncode == 1 and "line 2" in p.stderr
+
+
+def test_transformers5_rope_parameters_config(lp_bin, tmp_path):
+    """transformers >= 5 saves rope_theta and rope scaling as one
+    "rope_parameters" object: the same weights must give the same tokens."""
+    import shutil
+    src = os.path.join(ROOT, "tests", "reference", "models", "tiny-llama3-scaled")
+    dst = tmp_path / "m"
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    rs = cfg.pop("rope_scaling")
+    rs["rope_theta"] = cfg.pop("rope_theta")
+    cfg["rope_parameters"] = rs
+    (dst / "config.json").write_text(json.dumps(cfg))
+    gold = json.load(open(os.path.join(ROOT, "tests", "reference", "goldens", "tiny-llama3-scaled.json")))
+    case = gold["cases"][-1]
+    out = run_json(lp_bin, str(dst), "--prompt-ids", ",".join(map(str, case["prompt_ids"])),
+                   "--max-tokens", str(len(case["greedy_ids"])), "--ignore-eos")[0]
+    assert out["tokens"] == case["greedy_ids"]
