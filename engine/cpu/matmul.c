@@ -286,6 +286,19 @@ INLINE_AVX2 struct wchunk load_chunk(int type, const uint8_t *row, int64_t sb, i
  * (FOR_CHUNKS) so that j is a constant in load_chunk and the K-quant scale
  * unpacking folds away. */
 #define CPB(type) ((type) == LP_TYPE_Q4_K || (type) == LP_TYPE_Q6_K ? 8 : 1)
+
+/* Bytes per block as load_chunk steps sb: a block for the quantized types,
+ * one 32-element chunk for the float types. */
+#define SB_BYTES(type)                                                                             \
+    ((type) == LP_TYPE_F32    ? 128                                                                \
+     : (type) == LP_TYPE_F16  ? 64                                                                 \
+     : (type) == LP_TYPE_BF16 ? 64                                                                 \
+     : (type) == LP_TYPE_Q4_0 ? 18                                                                 \
+     : (type) == LP_TYPE_Q4_1 ? 20                                                                 \
+     : (type) == LP_TYPE_Q8_0 ? 34                                                                 \
+     : (type) == LP_TYPE_Q4_K ? 144                                                                \
+                              : 210) /* Q6_K; a constant: no call from the AVX2 code */
+#define PREFETCH_AHEAD 256
 #define FOR_CHUNKS(type, STEP)                                                                     \
     do {                                                                                           \
         if (CPB(type) == 8) {                                                                      \
@@ -386,8 +399,19 @@ INLINE_AVX2 void tile_4x1(int type, const uint8_t *w0, size_t rb, const float *x
         w = load_chunk(type, w3, sb, (j));                                                         \
         FMA_CHUNK(a30, a31, w, xc);                                                                \
     } while (0)
-    for (int64_t sb = 0; sb < nch / CPB(type); sb++)
+    /* Four rows a row apart are four streams; the hardware prefetcher keeps
+     * up with them poorly once rows are long (measured: the 576->49152 and
+     * 1536->576 shapes stream 1.5-2x faster with this), so ask for the lines
+     * PREFETCH_AHEAD bytes ahead. A prefetch past the end never faults. */
+    const size_t bb = (size_t)SB_BYTES(type);
+    for (int64_t sb = 0; sb < nch / CPB(type); sb++) {
+        size_t o = (size_t)sb * bb + PREFETCH_AHEAD;
+        _mm_prefetch((const char *)w0 + o, _MM_HINT_T0);
+        _mm_prefetch((const char *)w1 + o, _MM_HINT_T0);
+        _mm_prefetch((const char *)w2 + o, _MM_HINT_T0);
+        _mm_prefetch((const char *)w3 + o, _MM_HINT_T0);
         FOR_CHUNKS(type, STEP_4X1);
+    }
 #undef STEP_4X1
     int64_t k0 = 32 * nch;
     out[0] = finish(a00, a01, type, w0, x, k0, cols);
