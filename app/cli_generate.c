@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "forward.h"
 #include "generate.h"
+#include "lora/adapter.h"
 #include "lp_common.h"
 #include "model/model.h"
 #include "tokenizer/chat_template.h"
@@ -27,7 +28,9 @@ static void gen_usage(FILE *f) {
             "  --prompt TEXT       the prompt (tokenized with the model's tokenizer)\n"
             "  --prompt-ids LIST   the prompt as comma-separated token ids\n"
             "  --batch FILE        one JSON object per line: {\"prompt\", \"max_tokens\",\n"
-            "                      \"temperature\", \"seed\", ...}; all lines share batches\n"
+            "                      \"temperature\", \"seed\", \"adapter\": PATH|null, ...};\n"
+            "                      all lines share batches, whatever their adapters\n"
+            "  --adapter PATH      a LoRA adapter: PEFT directory or GGUF LoRA file\n"
             "  --chat              wrap the prompt as one user message in the chat template\n"
             "  --chat-template N   override the template: chatml, llama3, llama2, mistral\n"
             "  --max-tokens N      new tokens at most (default 64)\n"
@@ -90,7 +93,7 @@ static int parse_ids(const char *s, int32_t **ids, size_t *n) {
 }
 
 struct gen_opts {
-    const char *model, *prompt, *prompt_ids, *batch, *chat_template;
+    const char *model, *prompt, *prompt_ids, *batch, *chat_template, *adapter;
     int chat, json, stats, ignore_eos, logprobs, threads, max_tokens;
     struct lp_sampling sampling;
     const char *stop[16];
@@ -151,6 +154,7 @@ static cJSON *result_json(const int32_t *prompt, size_t n_prompt, const struct l
 struct batch_line {
     int32_t *ids;
     size_t n_ids;
+    char *adapter; /* path or NULL for the base model, owned */
     struct lp_gen_request req;
 };
 
@@ -187,8 +191,12 @@ static int parse_batch_line(const struct lp_model *m, const struct gen_opts *o, 
         goto out;
     }
     if (ad && !cJSON_IsNull(ad)) {
-        rc = lp_err(err, LP_EUNSUPPORTED, "batch line %d: adapters are not supported yet", lineno);
-        goto out;
+        if (!cJSON_IsString(ad) || !ad->valuestring[0]) {
+            rc =
+                lp_err(err, LP_EINVAL, "batch line %d: \"adapter\" must be a path or null", lineno);
+            goto out;
+        }
+        bl->adapter = xstrdup(ad->valuestring);
     }
     static const char *const keys[] = {"max_tokens", "temperature", "seed", "top_p", "top_k"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
@@ -253,6 +261,7 @@ static int read_batch(const struct lp_model *m, const struct gen_opts *o, struct
 static int parse_gen_opts(int argc, char **argv, struct gen_opts *o) {
     enum {
         O_MODEL = 1000,
+        O_ADAPTER,
         O_PROMPT,
         O_IDS,
         O_BATCH,
@@ -275,6 +284,7 @@ static int parse_gen_opts(int argc, char **argv, struct gen_opts *o) {
     };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL},
+        {"adapter", required_argument, 0, O_ADAPTER},
         {"prompt", required_argument, 0, O_PROMPT},
         {"prompt-ids", required_argument, 0, O_IDS},
         {"batch", required_argument, 0, O_BATCH},
@@ -305,6 +315,7 @@ static int parse_gen_opts(int argc, char **argv, struct gen_opts *o) {
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case O_MODEL: o->model = optarg; break;
+        case O_ADAPTER: o->adapter = optarg; break;
         case O_PROMPT: o->prompt = optarg; break;
         case O_IDS: o->prompt_ids = optarg; break;
         case O_BATCH: o->batch = optarg; break;
@@ -380,6 +391,21 @@ static int parse_gen_opts(int argc, char **argv, struct gen_opts *o) {
     return 0;
 }
 
+/* Copies an adapter's targets into forward slot `slot`. */
+static int load_slot(struct lp_forward *f, const struct lp_model *m, int slot,
+                     const struct lp_adapter *ad, char *err) {
+    size_t nt = (size_t)m->cfg.n_layer * LP_PROJ_COUNT;
+    struct lp_lora_target *t = xcalloc(nt, sizeof *t);
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        for (int p = 0; p < LP_PROJ_COUNT; p++) {
+            const struct lp_lora_target *x = lp_adapter_target(ad, l, p);
+            if (x) t[(size_t)l * LP_PROJ_COUNT + p] = *x;
+        }
+    int rc = lp_forward_slot_load(f, slot, t, err);
+    free(t);
+    return rc;
+}
+
 int cli_generate(int argc, char **argv) {
     struct gen_opts o;
     int prc = parse_gen_opts(argc, argv, &o);
@@ -391,7 +417,11 @@ int cli_generate(int argc, char **argv) {
     struct batch_line *lines = NULL;
     struct lp_gen_result *res = NULL;
     struct lp_gen_request *reqs = NULL;
-    int n = 0, status = 1, rc;
+    int n = 0, status = 1, rc, n_adapters = 0;
+    struct {
+        const char *path; /* borrowed from a batch line */
+        struct lp_adapter *ad;
+    } *adapters = NULL;
     double t0 = lp_time_now();
     if ((rc = lp_model_load(o.model, &m, err)) != LP_OK) goto fail;
     double t_load = lp_time_now() - t0;
@@ -408,6 +438,7 @@ int cli_generate(int argc, char **argv) {
         } else if ((rc = encode_prompt(m, &o, o.prompt, &lines[0].ids, &lines[0].n_ids, err))) {
             goto fail;
         }
+        if (o.adapter) lines[0].adapter = xstrdup(o.adapter);
         lines[0].req = (struct lp_gen_request){.prompt = lines[0].ids,
                                                .n_prompt = lines[0].n_ids,
                                                .sampling = o.sampling,
@@ -417,6 +448,26 @@ int cli_generate(int argc, char **argv) {
                                                .stop = o.stop,
                                                .n_stop = o.n_stop};
     }
+    /* each distinct adapter is loaded once and gets one slot */
+    adapters = xcalloc((size_t)n, sizeof *adapters);
+    int max_rank = 0;
+    double t_adapters = lp_time_now();
+    for (int i = 0; i < n; i++) {
+        if (!lines[i].adapter) continue;
+        int k = 0;
+        while (k < n_adapters && strcmp(adapters[k].path, lines[i].adapter))
+            k++;
+        if (k == n_adapters) {
+            adapters[k].path = lines[i].adapter;
+            if ((rc = lp_adapter_load(lines[i].adapter, m, &adapters[k].ad, err)) != LP_OK)
+                goto fail;
+            if (lp_adapter_max_rank(adapters[k].ad) > max_rank)
+                max_rank = lp_adapter_max_rank(adapters[k].ad);
+            n_adapters++;
+        }
+        lines[i].req.adapter = k + 1;
+    }
+    t_adapters = lp_time_now() - t_adapters;
     reqs = xcalloc((size_t)n, sizeof *reqs);
     res = xcalloc((size_t)n, sizeof *res);
     long blocks = 0;
@@ -435,8 +486,14 @@ int cli_generate(int argc, char **argv) {
     struct lp_forward_params fp = {.max_tokens = 256,
                                    .max_logits = n < 64 ? n : 64,
                                    .n_blocks = (int)blocks,
-                                   .block_size = KV_BLOCK};
+                                   .block_size = KV_BLOCK,
+                                   .n_slots = n_adapters,
+                                   .max_rank = max_rank};
     if ((rc = lp_forward_create(be, m, &fp, &f, err)) != LP_OK) goto fail;
+    double t_slots = lp_time_now();
+    for (int k = 0; k < n_adapters; k++)
+        if ((rc = load_slot(f, m, k, adapters[k].ad, err)) != LP_OK) goto fail;
+    t_slots = lp_time_now() - t_slots;
     struct lp_gen_stats st;
     if ((rc = lp_generate(f, m->tok, reqs, n, res, &st, err)) != LP_OK) goto fail;
     for (int i = 0; i < n; i++) {
@@ -450,6 +507,9 @@ int cli_generate(int argc, char **argv) {
             printf("%s\n", res[i].text);
         }
     }
+    if (o.stats && n_adapters > 0)
+        fprintf(stderr, "adapters: %d parsed in %.3f s, loaded into slots in %.3f s\n", n_adapters,
+                t_adapters, t_slots);
     if (o.stats)
         fprintf(stderr,
                 "load %.3f s; prefill %ld tok in %.3f s (%.1f tok/s); decode %ld tok in %.3f s "
@@ -465,8 +525,14 @@ fail:
 done:
     for (int i = 0; i < n; i++) {
         if (res) lp_gen_result_clear(&res[i]);
-        if (lines) free(lines[i].ids);
+        if (lines) {
+            free(lines[i].ids);
+            free(lines[i].adapter);
+        }
     }
+    for (int k = 0; k < n_adapters; k++)
+        lp_adapter_destroy(adapters[k].ad);
+    free(adapters);
     free(res);
     free(reqs);
     free(lines);
