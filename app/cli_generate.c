@@ -186,8 +186,11 @@ static int parse_batch_line(const struct lp_model *m, const struct gen_opts *o, 
     int k;
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "prompt");
     const cJSON *ad = cJSON_GetObjectItemCaseSensitive(j, "adapter");
-    if (!cJSON_IsString(p)) {
-        rc = lp_err(err, LP_EINVAL, "batch line %d: \"prompt\" must be a string", lineno);
+    const cJSON *pids = cJSON_GetObjectItemCaseSensitive(j, "prompt_ids");
+    if (!cJSON_IsString(p) && !cJSON_IsArray(pids)) {
+        rc = lp_err(err, LP_EINVAL,
+                    "batch line %d: needs \"prompt\" (a string) or \"prompt_ids\" (token ids)",
+                    lineno);
         goto out;
     }
     if (ad && !cJSON_IsNull(ad)) {
@@ -214,7 +217,28 @@ static int parse_batch_line(const struct lp_model *m, const struct gen_opts *o, 
         case 4: sp->top_k = v > (1 << 24) ? (1 << 24) : (int)v; break;
         }
     }
-    rc = encode_prompt(m, o, p->valuestring, &bl->ids, &bl->n_ids, err);
+    if (cJSON_IsArray(pids)) {
+        int np = cJSON_GetArraySize(pids);
+        if (np <= 0 || np > (1 << 20)) {
+            rc = lp_err(err, LP_EINVAL, "batch line %d: \"prompt_ids\" is empty or too long",
+                        lineno);
+            goto out;
+        }
+        bl->ids = xmalloc((size_t)np * sizeof(int32_t));
+        bl->n_ids = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, pids) {
+            if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > INT32_MAX ||
+                e->valuedouble != (double)(int32_t)e->valuedouble) {
+                rc = lp_err(err, LP_EINVAL, "batch line %d: \"prompt_ids\" must hold token ids",
+                            lineno);
+                goto out;
+            }
+            bl->ids[bl->n_ids++] = (int32_t)e->valuedouble;
+        }
+    } else {
+        rc = encode_prompt(m, o, p->valuestring, &bl->ids, &bl->n_ids, err);
+    }
     bl->req.prompt = bl->ids;
     bl->req.n_prompt = bl->n_ids;
 out:
@@ -240,6 +264,7 @@ static int read_batch(const struct lp_model *m, const struct gen_opts *o, struct
         memset(&lines[n], 0, sizeof lines[n]);
         if ((rc = parse_batch_line(m, o, buf, lineno, &lines[n], err)) != LP_OK) {
             free(lines[n].ids);
+            free(lines[n].adapter);
             break;
         }
         n++;
@@ -250,6 +275,7 @@ static int read_batch(const struct lp_model *m, const struct gen_opts *o, struct
     if (rc != LP_OK) {
         for (int i = 0; i < n; i++)
             free(lines[i].ids);
+        free(lines[i].adapter);
         free(lines);
         return rc;
     }
