@@ -273,9 +273,10 @@ static int read_batch(const struct lp_model *m, const struct gen_opts *o, struct
     fclose(f);
     if (rc == LP_OK && n == 0) rc = lp_err(err, LP_EINVAL, "%s: no requests", o->batch);
     if (rc != LP_OK) {
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
             free(lines[i].ids);
-        free(lines[i].adapter);
+            free(lines[i].adapter);
+        }
         free(lines);
         return rc;
     }
