@@ -293,6 +293,11 @@ int lp_adapter_build_finish(struct lp_adapter_build *b, struct lp_adapter **out,
             else
                 t->scale = s->rslora ? (float)((double)s->alpha / sqrt((double)r))
                                      : (float)((double)s->alpha / (double)r);
+            if (!isfinite(t->scale)) {
+                rc = lp_err(err, LP_ERANGE, "tensor %s: scale alpha / r is not a finite float",
+                            s->a.name);
+                goto fail;
+            }
             if (r > ad->max_rank) ad->max_rank = r;
         }
     free(tmp);

@@ -20,7 +20,7 @@
 #define PEFT_MAX_CONFIG (1 << 20) /* adapter_config.json bytes */
 #define PEFT_MAX_PATTERN 1024     /* bytes of one user regex */
 #define PEFT_MAX_LIST 4096        /* entries of one list option */
-#define PEFT_MATCH_LIMIT 200000   /* PCRE2 backtracking budget per match */
+#define PEFT_MATCH_LIMIT 20000    /* PCRE2 backtracking budget per match (names are short) */
 
 /* ---- regexes (Python re semantics for the patterns PEFT builds) ---------------- */
 
@@ -264,7 +264,24 @@ static const char *const known_keys[] = {
 };
 /* clang-format on */
 
+/* Python's json keeps the last of duplicate keys, cJSON finds the first:
+ * refuse them rather than read a different config than PEFT does. */
+static const char *dup_key(const cJSON *o, int depth) {
+    if (depth > 8) return NULL;
+    int n = 0;
+    for (const cJSON *e = o ? o->child : NULL; e; e = e->next, n++) {
+        if (cJSON_IsObject(o) && n < PEFT_MAX_LIST)
+            for (const cJSON *f = e->next; f; f = f->next)
+                if (!strcmp(e->string, f->string)) return e->string;
+        const char *d = dup_key(e, depth + 1);
+        if (d) return d;
+    }
+    return NULL;
+}
+
 static int check_options(const cJSON *o, char *err) {
+    const char *dup = dup_key(o, 0);
+    if (dup) return lp_err(err, LP_EFORMAT, "adapter_config.json: key '%.60s' appears twice", dup);
     for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, refused[i].key);
         if (truthy(v))
