@@ -101,3 +101,31 @@ def test_broken_adapters_are_refused(lp_bin, tmp_path, bad, needle):
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 1
     assert needle in p.stderr.lower(), p.stderr
+
+
+def test_peft_mixed_batch_golden(lp_bin, tmp_path):
+    """PEFT's own mixed batch (adapter_names per row, base rows too) against ours."""
+    g = json.load(open(os.path.join(GOLD, "mixed_batch.json")))
+    rows = g["cases"]
+    assert len(rows) >= 8 and len({r["adapter"] for r in rows if r["adapter"]}) >= 6
+    assert any(r["adapter"] is None for r in rows)
+    lines = [{"prompt_ids": r["prompt_ids"], "max_tokens": len(r["greedy_ids"]),
+              "adapter": os.path.join(ROOT, g["adapters"][r["adapter"]]) if r["adapter"] else None}
+             for r in rows]
+    outs = run_batch(lp_bin, os.path.join(ROOT, g["model"]), lines, tmp_path)
+    for k, (out, r) in enumerate(zip(outs, rows)):
+        check_row(out, r, f"mixed_batch row {k} ({r['adapter']})")
+
+
+@pytest.mark.parametrize("name", ["tl-qv-r4", "tl-all-r8"])
+def test_gguf_lora_twin_gives_same_tokens(lp_bin, tmp_path, name):
+    """The adapter converted by llama.cpp's convert_lora_to_gguf.py, on the GGUF
+    base, gives PEFT's tokens."""
+    g = json.load(open(os.path.join(GOLD, name + ".json")))
+    base = os.path.join(ROOT, "tests", "reference", "models", "tiny-llama.f32.gguf")
+    adapter = os.path.join(ADAPTERS, name + ".gguf")
+    lines = [{"prompt_ids": c["prompt_ids"], "adapter": adapter, "max_tokens": len(c["greedy_ids"])}
+             for c in g["cases"]]
+    outs = run_batch(lp_bin, base, lines, tmp_path)
+    for k, (out, c) in enumerate(zip(outs, g["cases"])):
+        check_row(out, c, f"{name}.gguf case {k}")
