@@ -447,11 +447,18 @@ static void test_hf_json_errors(void **state) {
     assert_non_null(strstr(err, "Unigram"));
     const char *bad = "{\"model\":";
     assert_int_equal(lp_tokenizer_from_hf_json(bad, strlen(bad), NULL, 0, &t, err), LP_EFORMAT);
+    /* Unicode normalizers are utf8proc's; other normalizers are refused by name */
     const char *nfc = "{\"normalizer\":{\"type\":\"NFC\"},\"model\":{\"type\":\"BPE\","
                       "\"vocab\":{\"a\":0},\"merges\":[]}}";
-    assert_int_equal(lp_tokenizer_from_hf_json(nfc, strlen(nfc), NULL, 0, &t, err),
+    assert_int_equal(lp_tokenizer_from_hf_json(nfc, strlen(nfc), NULL, 0, &t, err), LP_OK);
+    lp_tokenizer_destroy(t);
+    t = NULL;
+    const char *bert = "{\"normalizer\":{\"type\":\"BertNormalizer\"},\"model\":{\"type\":"
+                       "\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}";
+    assert_int_equal(lp_tokenizer_from_hf_json(bert, strlen(bert), NULL, 0, &t, err),
                      LP_EUNSUPPORTED);
-    assert_non_null(strstr(err, "NFC"));
+    assert_null(t);
+    assert_non_null(strstr(err, "BertNormalizer"));
     const char *merge = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},"
                         "\"merges\":[\"a b\"]}}";
     assert_int_equal(lp_tokenizer_from_hf_json(merge, strlen(merge), NULL, 0, &t, err), LP_EFORMAT);
