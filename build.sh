@@ -170,6 +170,27 @@ do_test() {
   ps=$(echo "$last" | grep -oE '[0-9]+ skipped' | cut -d' ' -f1 || true)
   pass=$((pass + ${pp:-0})); fail=$((fail + ${pf:-0})); skip=$((skip + ${ps:-0}))
 
+  # The same binary-level tests that run on the tiny models, again under
+  # ASan + UBSan (the big model is too slow there).
+  log "pytest under ASan+UBSan (tiny models)"
+  local asout="$results/pytest-asan.log"
+  set +e
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    LP_BIN="$ROOT/build-asan/loraplex" LP_MODEL="$DEFAULT_MODEL" \
+    "$VENV/bin/python" -m pytest -q -rs -p no:cacheprovider \
+    "$ROOT/tests/integration/test_cli.py" "$ROOT/tests/integration/test_serve.py" \
+    "$ROOT/tests/integration/test_tokenizer_nfc.py" "$ROOT/tests/integration/test_adapters.py" \
+    "$ROOT/tests/integration/test_reference_goldens.py" -k "not sm- and not SmolLM2" >"$asout" 2>&1
+  prc=$?
+  set -e
+  tail -n 5 "$asout"
+  if [ $prc -ne 0 ] && [ $prc -ne 5 ]; then rc=1; fi
+  last=$(tail -n 1 "$asout")
+  pp=$(echo "$last" | grep -oE '[0-9]+ passed' | cut -d' ' -f1 || true)
+  pf=$(echo "$last" | grep -oE '[0-9]+ (failed|errors?)' | awk '{s+=$1} END {print s+0}' || true)
+  ps=$(echo "$last" | grep -oE '[0-9]+ skipped' | cut -d' ' -f1 || true)
+  pass=$((pass + ${pp:-0})); fail=$((fail + ${pf:-0})); skip=$((skip + ${ps:-0}))
+
   log "clang-format --dry-run"
   local fmt_files
   fmt_files=$(git -C "$ROOT" ls-files -co --exclude-standard -- '*.c' '*.h' '*.cu' 2>/dev/null || true)
