@@ -104,15 +104,18 @@ configure_build() { # dir, cmake args...
   local dir="$1"; shift
   local logf="$dir.log"
   if [ ! -f "$dir/CMakeCache.txt" ]; then
-    if ! cmake -S "$ROOT" -B "$dir" "$@" >"$logf" 2>&1; then
+    if ! cmake -S "$ROOT" -B "$dir" "$@" >>"$logf" 2>&1; then
       cat "$logf"; rm -rf "$dir"; die "cmake configure failed for $dir"
     fi
   fi
-  # The whole log is kept beside the build folder; warnings and errors are shown.
-  if ! cmake --build "$dir" -j "$JOBS" --verbose >"$logf" 2>&1; then
-    cat "$logf"; die "build failed in $dir (log: $logf)"
+  # Each build's full log (compiler command lines included) is appended to
+  # $dir.log beside the build folder; warnings and errors are shown.
+  local one="$dir.last.log"
+  if ! cmake --build "$dir" -j "$JOBS" --verbose >"$one" 2>&1; then
+    cat "$one"; die "build failed in $dir (log: $one)"
   fi
-  grep -E -i '(warning|error)[: ]' "$logf" | grep -v -E '^(/|cd |\[)' || true
+  { echo "=== $(date -u +%FT%TZ) cmake --build $dir"; cat "$one"; } >>"$logf"
+  grep -E -i '(warning|error)[: ]' "$one" | grep -v -E '^(/|cd |\[)' || true
 }
 
 do_build() {
