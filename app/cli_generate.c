@@ -449,6 +449,7 @@ int cli_generate(int argc, char **argv) {
         const char *path; /* borrowed from a batch line */
         struct lp_adapter *ad;
     } *adapters = NULL;
+    double *slot_ms = NULL; /* [n_adapters] host -> slot load times */
     double t0 = lp_time_now();
     if ((rc = lp_model_load(o.model, &m, err)) != LP_OK) goto fail;
     double t_load = lp_time_now() - t0;
@@ -517,9 +518,14 @@ int cli_generate(int argc, char **argv) {
                                    .n_slots = n_adapters,
                                    .max_rank = max_rank};
     if ((rc = lp_forward_create(be, m, &fp, &f, err)) != LP_OK) goto fail;
+    /* host -> slot load time of each adapter, for --stats */
     double t_slots = lp_time_now();
-    for (int k = 0; k < n_adapters; k++)
+    slot_ms = xcalloc((size_t)(n_adapters ? n_adapters : 1), sizeof *slot_ms);
+    for (int k = 0; k < n_adapters; k++) {
+        double t = lp_time_now();
         if ((rc = load_slot(f, m, k, adapters[k].ad, err)) != LP_OK) goto fail;
+        slot_ms[k] = (lp_time_now() - t) * 1e3;
+    }
     t_slots = lp_time_now() - t_slots;
     struct lp_gen_stats st;
     if ((rc = lp_generate(f, m->tok, reqs, n, res, &st, err)) != LP_OK) goto fail;
@@ -534,9 +540,14 @@ int cli_generate(int argc, char **argv) {
             printf("%s\n", res[i].text);
         }
     }
-    if (o.stats && n_adapters > 0)
+    if (o.stats && n_adapters > 0) {
         fprintf(stderr, "adapters: %d parsed in %.3f s, loaded into slots in %.3f s\n", n_adapters,
                 t_adapters, t_slots);
+        fprintf(stderr, "slot load ms:");
+        for (int k = 0; k < n_adapters; k++)
+            fprintf(stderr, " %.3f/r%d", slot_ms[k], lp_adapter_max_rank(adapters[k].ad));
+        fprintf(stderr, "\n");
+    }
     if (o.stats)
         fprintf(stderr,
                 "load %.3f s; prefill %ld tok in %.3f s (%.1f tok/s); decode %ld tok in %.3f s "
