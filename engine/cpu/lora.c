@@ -3,6 +3,7 @@
  * so A and B^T are read once per tile (a small GEMM, not a GEMV per token);
  * within a row every sum runs in one fixed order, so a row's result is the
  * same whatever it is batched with and whichever thread runs it. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,59 @@ struct lora_job {
     const int32_t *tile_start; /* [n_tiles] first row of each tile */
 };
 
+/* y[o] += scale * acc[o], acc[o] = sum over k (increasing) of t[k] * bt[k, o]
+ * with fused multiply-adds: the scalar and AVX2 versions give the same bits. */
+static void expand_row_scalar(float *y, const float *t, const float *bt, int rank, int out,
+                              int o_begin, float scale) {
+    for (int o = o_begin; o < out; o++) {
+        float acc = 0.0f;
+        for (int k = 0; k < rank; k++)
+            acc = fmaf(t[k], bt[(size_t)k * out + o], acc);
+        y[o] += scale * acc;
+    }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define LORA_AVX2 1
+__attribute__((target("avx2,fma"))) static void
+expand_row_avx2(float *y, const float *t, const float *bt, int rank, int out, float scale) {
+    const __m256 sv = _mm256_set1_ps(scale);
+    int o = 0;
+    for (; o + 32 <= out; o += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int k = 0; k < rank; k++) {
+            const float *b = bt + (size_t)k * out + o;
+            __m256 tk = _mm256_set1_ps(t[k]);
+            a0 = _mm256_fmadd_ps(tk, _mm256_loadu_ps(b), a0);
+            a1 = _mm256_fmadd_ps(tk, _mm256_loadu_ps(b + 8), a1);
+            a2 = _mm256_fmadd_ps(tk, _mm256_loadu_ps(b + 16), a2);
+            a3 = _mm256_fmadd_ps(tk, _mm256_loadu_ps(b + 24), a3);
+        }
+        _mm256_storeu_ps(y + o, _mm256_add_ps(_mm256_loadu_ps(y + o), _mm256_mul_ps(sv, a0)));
+        _mm256_storeu_ps(y + o + 8,
+                         _mm256_add_ps(_mm256_loadu_ps(y + o + 8), _mm256_mul_ps(sv, a1)));
+        _mm256_storeu_ps(y + o + 16,
+                         _mm256_add_ps(_mm256_loadu_ps(y + o + 16), _mm256_mul_ps(sv, a2)));
+        _mm256_storeu_ps(y + o + 24,
+                         _mm256_add_ps(_mm256_loadu_ps(y + o + 24), _mm256_mul_ps(sv, a3)));
+    }
+    if (o < out) expand_row_scalar(y, t, bt, rank, out, o, scale);
+}
+#endif
+
+static void expand_row(int isa, float *y, const float *t, const float *bt, int rank, int out,
+                       float scale) {
+#ifdef LORA_AVX2
+    if (isa == LP_CPU_ISA_AVX2) {
+        expand_row_avx2(y, t, bt, rank, out, scale);
+        return;
+    }
+#endif
+    (void)isa;
+    expand_row_scalar(y, t, bt, rank, out, 0, scale);
+}
+
 static void lora_tile(const struct lora_job *j, int si, int r0) {
     const struct lp_lora_seg *s = &j->segs[si];
     int r1 = r0 + TILE < s->start + s->len ? r0 + TILE : s->start + s->len;
@@ -33,25 +87,10 @@ static void lora_tile(const struct lora_job *j, int si, int r0) {
             j->tmp[(size_t)r * s->rank + k] =
                 lp_cpu_dot_f32(j->isa, j->x + (size_t)r * j->in, ak, j->in);
     }
-    /* expand: acc = sum_k t[row, k] * B^T[k, :] in increasing k, then
-     * y[row] += scale * acc */
-    for (int r = r0; r < r1; r++) {
-        float *yr = j->y + (size_t)r * j->out;
-        const float *t = j->tmp + (size_t)r * s->rank;
-        for (int o0 = 0; o0 < j->out; o0 += 256) {
-            int o1 = o0 + 256 < j->out ? o0 + 256 : j->out;
-            float acc[256];
-            memset(acc, 0, sizeof acc);
-            for (int k = 0; k < s->rank; k++) {
-                const float *bk = s->bt + (size_t)k * j->out;
-                float tk = t[k];
-                for (int o = o0; o < o1; o++)
-                    acc[o - o0] += tk * bk[o];
-            }
-            for (int o = o0; o < o1; o++)
-                yr[o] += s->scale * acc[o - o0];
-        }
-    }
+    /* expand: y[row] += scale * sum_k t[row, k] * B^T[k, :] */
+    for (int r = r0; r < r1; r++)
+        expand_row(j->isa, j->y + (size_t)r * j->out, j->tmp + (size_t)r * s->rank, s->bt, s->rank,
+                   j->out, s->scale);
 }
 
 static void lora_task(void *ctx, int64_t begin, int64_t end) {
