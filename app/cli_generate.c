@@ -571,6 +571,7 @@ done:
     for (int k = 0; k < n_adapters; k++)
         lp_adapter_destroy(adapters[k].ad);
     free(adapters);
+    free(slot_ms);
     free(res);
     free(reqs);
     free(lines);
