@@ -164,6 +164,8 @@ void lp_forward_destroy(struct lp_forward *f) {
 
 const struct lp_forward_params *lp_forward_params_get(const struct lp_forward *f) { return &f->p; }
 
+int lp_forward_n_vocab(const struct lp_forward *f) { return f->m->cfg.n_vocab; }
+
 /* In and out features of projection `proj` of every layer. */
 static void proj_dims(const struct lp_model_config *c, int proj, int *in, int *out) {
     int qd = c->n_head * c->head_dim, kvd = c->n_head_kv * c->head_dim;

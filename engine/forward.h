@@ -72,6 +72,10 @@ int lp_forward_step(struct lp_forward *f, const struct lp_step *s, float *logits
 
 const struct lp_forward_params *lp_forward_params_get(const struct lp_forward *f);
 
+/* Width of a logits row: the model's vocabulary, which may be larger than the
+ * tokenizer's (padded embeddings). */
+int lp_forward_n_vocab(const struct lp_forward *f);
+
 /* Brings an adapter from host memory into device slot `slot` (replacing what
  * was there): targets is [n_layer * LP_PROJ_COUNT], indexed layer *
  * LP_PROJ_COUNT + proj, borrowed for the call. Fails with LP_ERANGE if a rank

@@ -88,7 +88,9 @@ int lp_generate(struct lp_forward *f, const struct lp_tokenizer *tok,
                 const struct lp_gen_request *reqs, int n, struct lp_gen_result *res,
                 struct lp_gen_stats *stats, char *err) {
     const struct lp_forward_params *fp = lp_forward_params_get(f);
-    const int n_vocab = (int)lp_tokenizer_n_vocab(tok);
+    /* logits rows span the model's vocabulary (it may be padded past the
+     * tokenizer's); ids the tokenizer lacks decode to nothing */
+    const int n_vocab = lp_forward_n_vocab(f);
     struct lp_gen_stats st = {0};
     int rc = LP_OK;
     for (int i = 0; i < n; i++) {

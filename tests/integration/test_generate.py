@@ -133,3 +133,43 @@ def test_transformers5_rope_parameters_config(lp_bin, tmp_path):
     out = run_json(lp_bin, str(dst), "--prompt-ids", ",".join(map(str, case["prompt_ids"])),
                    "--max-tokens", str(len(case["greedy_ids"])), "--ignore-eos")[0]
     assert out["tokens"] == case["greedy_ids"]
+
+
+def test_model_vocab_padded_past_tokenizer(lp_bin, tmp_path):
+    """Models often pad the embedding past the tokenizer's vocabulary (Qwen2
+    does): logits rows must use the model's width. Zero rows added to a tied
+    embedding leave every real logit unchanged, so a batch gives the same tokens."""
+    import shutil
+    import struct
+
+    import numpy as np
+    src = os.path.join(ROOT, "tests", "reference", "models", "tiny-llama")
+    dst = tmp_path / "padded"
+    shutil.copytree(src, dst)
+    raw = (dst / "model.safetensors").read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    tensors = {}
+    for k, v in header.items():
+        if k == "__metadata__":
+            continue
+        a, b = v["data_offsets"]
+        tensors[k] = np.frombuffer(raw[8 + n + a:8 + n + b], dtype=np.float32).reshape(v["shape"])
+    e = tensors["model.embed_tokens.weight"]
+    tensors["model.embed_tokens.weight"] = np.vstack([e, np.zeros((8, e.shape[1]), np.float32)])
+    hdr, blobs, off = {}, [], 0
+    for k, arr in tensors.items():
+        bts = np.ascontiguousarray(arr).tobytes()
+        hdr[k] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [off, off + len(bts)]}
+        blobs.append(bts)
+        off += len(bts)
+    h = json.dumps(hdr).encode()
+    (dst / "model.safetensors").write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+    cfg = json.loads((dst / "config.json").read_text())
+    cfg["vocab_size"] += 8
+    (dst / "config.json").write_text(json.dumps(cfg))
+    batch = tmp_path / "b.jsonl"
+    batch.write_text("\n".join(json.dumps({"prompt": p}) for p in PROMPTS[:3]) + "\n")
+    want = run_json(lp_bin, TINY, "--batch", str(batch), "--max-tokens", "12", "--ignore-eos")
+    got = run_json(lp_bin, str(dst), "--batch", str(batch), "--max-tokens", "12", "--ignore-eos")
+    assert [g["tokens"] for g in got] == [w["tokens"] for w in want]
