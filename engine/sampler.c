@@ -125,6 +125,52 @@ static int cand_cmp(const void *a, const void *b) {
     return (x->id > y->id) - (x->id < y->id);
 }
 
+/* Rearranges c so that c[0..m) hold the m best candidates (cand_cmp order),
+ * unsorted: quickselect with a median-of-three pivot. */
+static void select_top(struct cand *c, int n, int m) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (cand_cmp(&c[mid], &c[lo]) < 0) {
+            struct cand t = c[mid];
+            c[mid] = c[lo];
+            c[lo] = t;
+        }
+        if (cand_cmp(&c[hi], &c[lo]) < 0) {
+            struct cand t = c[hi];
+            c[hi] = c[lo];
+            c[lo] = t;
+        }
+        if (cand_cmp(&c[hi], &c[mid]) < 0) {
+            struct cand t = c[hi];
+            c[hi] = c[mid];
+            c[mid] = t;
+        }
+        struct cand pivot = c[mid];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (cand_cmp(&c[i], &pivot) < 0)
+                i++;
+            while (cand_cmp(&pivot, &c[j]) < 0)
+                j--;
+            if (i <= j) {
+                struct cand t = c[i];
+                c[i] = c[j];
+                c[j] = t;
+                i++;
+                j--;
+            }
+        }
+        /* now c[lo..j] <= pivot <= c[i..hi] in cand order */
+        if (m - 1 <= j)
+            hi = j;
+        else if (m - 1 >= i)
+            lo = i;
+        else
+            break;
+    }
+}
+
 static int32_t argmax(const float *logits, int n) {
     int32_t best = 0;
     for (int i = 1; i < n; i++)
@@ -161,33 +207,55 @@ int32_t lp_sampler_sample(struct lp_sampler *s, float *logits) {
             id = argmax(logits, nv);
             goto done;
         }
-        qsort(c, (size_t)n, sizeof *c, cand_cmp);
-        if (p->top_k > 0 && p->top_k < n) n = p->top_k;
-        /* softmax over the survivors, in double */
-        double maxl = c[0].logit, sum = 0.0;
+        /* Only the best candidates are ever sorted: top-k needs k of them;
+         * top-p and min-p usually stop within a few dozen, so start with 64
+         * and widen only when the cut-off is not reached. No filter: draw in
+         * id order, no sort at all. */
+        const int filters = p->top_p < 1.0f || p->min_p > 0.0f;
+        const int k_cap = p->top_k > 0 && p->top_k < n ? p->top_k : n;
         double *pr = s->probs;
+        double maxl = c[0].logit;
+        for (int i = 1; i < n; i++)
+            if (c[i].logit > maxl) maxl = c[i].logit;
+        /* normaliser: over the top-k survivors if top-k is set, else over all */
+        double sum = 0.0;
+        int m = filters ? (k_cap < 64 ? k_cap : 64) : k_cap;
+        if (p->top_k > 0 && k_cap < n) {
+            select_top(c, n, k_cap);
+            n = k_cap;
+        }
         for (int i = 0; i < n; i++)
-            sum += (pr[i] = exp((double)c[i].logit - maxl));
-        for (int i = 0; i < n; i++)
-            pr[i] /= sum;
-        if (p->top_p < 1.0f) {
-            double cum = 0.0;
-            int keep = n;
-            for (int i = 0; i < n; i++) {
-                cum += pr[i];
-                if (cum >= p->top_p) {
-                    keep = i + 1;
-                    break;
+            sum += exp((double)c[i].logit - maxl);
+        for (;;) {
+            if (m < n) select_top(c, n, m);
+            if (filters || m < n) qsort(c, (size_t)m, sizeof *c, cand_cmp);
+            for (int i = 0; i < m; i++)
+                pr[i] = exp((double)c[i].logit - maxl) / sum;
+            int keep = m, reached = !filters;
+            if (p->top_p < 1.0f) {
+                double cum = 0.0;
+                for (int i = 0; i < m; i++) {
+                    cum += pr[i];
+                    if (cum >= p->top_p) {
+                        keep = i + 1;
+                        reached = 1;
+                        break;
+                    }
                 }
             }
-            n = keep;
-        }
-        if (p->min_p > 0.0f) {
-            double floor_p = pr[0] * p->min_p;
-            int keep = 1;
-            while (keep < n && pr[keep] >= floor_p)
-                keep++;
-            n = keep;
+            if (p->min_p > 0.0f) {
+                double floor_p = pr[0] * p->min_p;
+                int mk = 1;
+                while (mk < keep && pr[mk] >= floor_p)
+                    mk++;
+                if (mk < keep || keep < m) reached = 1; /* the cut falls inside */
+                keep = mk < keep ? mk : keep;
+            }
+            if (reached || m == n) {
+                n = keep;
+                break;
+            }
+            m = m * 4 < n ? m * 4 : n; /* widen and select again */
         }
         double total = 0.0;
         for (int i = 0; i < n; i++)

@@ -163,6 +163,81 @@ static void test_validate(void **state) {
     assert_non_null(strstr(err, "temperature"));
 }
 
+/* Brute force: the allowed set for top-k / top-p / min-p over a full sort. */
+static int cmp_desc(const void *a, const void *b) {
+    const float *x = a, *y = b;
+    return (x[0] < y[0]) - (x[0] > y[0]);
+}
+
+static void test_filters_match_brute_force(void **state) {
+    (void)state;
+    enum { V = 3000 };
+    static float l[V], sorted[V][2];
+    static int allowed[V];
+    unsigned seed = 77;
+    struct {
+        int k;
+        float p, mp, t;
+    } cfg[] = {
+        {0, 0.9f, 0.0f, 1.0f},  {0, 0.999f, 0.0f, 2.0f}, {0, 1.0f, 0.02f, 1.0f},
+        {40, 1.0f, 0.0f, 0.7f}, {40, 0.8f, 0.1f, 1.3f},  {2000, 0.95f, 0.0f, 1.0f},
+    };
+    for (size_t ci = 0; ci < sizeof cfg / sizeof cfg[0]; ci++) {
+        for (int i = 0; i < V; i++) {
+            seed = seed * 1103515245u + 12345u;
+            l[i] = (float)((seed >> 8) % 100000) / 10000.0f; /* 0..10: a wide spread */
+        }
+        for (int i = 0; i < V; i++) {
+            sorted[i][0] = l[i] / cfg[ci].t;
+            sorted[i][1] = (float)i;
+        }
+        qsort(sorted, V, sizeof sorted[0], cmp_desc);
+        int n = cfg[ci].k > 0 ? cfg[ci].k : V;
+        double sum = 0, pr[V];
+        for (int i = 0; i < n; i++)
+            sum += exp((double)sorted[i][0] - sorted[0][0]);
+        for (int i = 0; i < n; i++)
+            pr[i] = exp((double)sorted[i][0] - sorted[0][0]) / sum;
+        int keep = n;
+        double cum = 0;
+        if (cfg[ci].p < 1.0f)
+            for (int i = 0; i < n; i++)
+                if ((cum += pr[i]) >= cfg[ci].p) {
+                    keep = i + 1;
+                    break;
+                }
+        if (cfg[ci].mp > 0) {
+            int mk = 1;
+            while (mk < keep && pr[mk] >= pr[0] * cfg[ci].mp)
+                mk++;
+            keep = mk;
+        }
+        memset(allowed, 0, sizeof allowed);
+        for (int i = 0; i < keep; i++)
+            allowed[(int)sorted[i][1]] = 1;
+        int hits = 0;
+        for (int t = 0; t < 300; t++) {
+            struct lp_sampling p;
+            lp_sampling_default(&p);
+            p.temperature = cfg[ci].t;
+            p.top_k = cfg[ci].k;
+            p.top_p = cfg[ci].p;
+            p.min_p = cfg[ci].mp;
+            p.has_seed = 1;
+            p.seed = (uint64_t)t;
+            struct lp_sampler *sm = lp_sampler_create(&p, V);
+            static float c[V];
+            memcpy(c, l, sizeof c);
+            int32_t id = lp_sampler_sample(sm, c);
+            lp_sampler_destroy(sm);
+            if (!allowed[id])
+                fail_msg("config %zu: token %d is outside the allowed set of %d", ci, id, keep);
+            hits++;
+        }
+        assert_int_equal(hits, 300);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_and_bias),
@@ -172,6 +247,7 @@ int main(void) {
         cmocka_unit_test(test_repetition_penalty),
         cmocka_unit_test(test_logprobs),
         cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_filters_match_brute_force),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
