@@ -31,6 +31,7 @@ static void gen_usage(FILE *f) {
             "                      \"temperature\", \"seed\", \"adapter\": PATH|null, ...};\n"
             "                      all lines share batches, whatever their adapters\n"
             "  --adapter PATH      a LoRA adapter: PEFT directory or GGUF LoRA file\n"
+            "  --merge             merge the adapter into a copy of the weights (one adapter)\n"
             "  --chat              wrap the prompt as one user message in the chat template\n"
             "  --chat-template N   override the template: chatml, llama3, llama2, mistral\n"
             "  --max-tokens N      new tokens at most (default 64)\n"
@@ -94,7 +95,7 @@ static int parse_ids(const char *s, int32_t **ids, size_t *n) {
 
 struct gen_opts {
     const char *model, *prompt, *prompt_ids, *batch, *chat_template, *adapter;
-    int chat, json, stats, ignore_eos, logprobs, threads, max_tokens;
+    int chat, json, stats, ignore_eos, logprobs, threads, max_tokens, merge;
     struct lp_sampling sampling;
     const char *stop[16];
     int n_stop;
@@ -289,6 +290,7 @@ static int parse_gen_opts(int argc, char **argv, struct gen_opts *o) {
     enum {
         O_MODEL = 1000,
         O_ADAPTER,
+        O_MERGE,
         O_PROMPT,
         O_IDS,
         O_BATCH,
@@ -312,6 +314,7 @@ static int parse_gen_opts(int argc, char **argv, struct gen_opts *o) {
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL},
         {"adapter", required_argument, 0, O_ADAPTER},
+        {"merge", no_argument, 0, O_MERGE},
         {"prompt", required_argument, 0, O_PROMPT},
         {"prompt-ids", required_argument, 0, O_IDS},
         {"batch", required_argument, 0, O_BATCH},
@@ -343,6 +346,7 @@ static int parse_gen_opts(int argc, char **argv, struct gen_opts *o) {
         switch (c) {
         case O_MODEL: o->model = optarg; break;
         case O_ADAPTER: o->adapter = optarg; break;
+        case O_MERGE: o->merge = 1; break;
         case O_PROMPT: o->prompt = optarg; break;
         case O_IDS: o->prompt_ids = optarg; break;
         case O_BATCH: o->batch = optarg; break;
@@ -418,9 +422,9 @@ static int parse_gen_opts(int argc, char **argv, struct gen_opts *o) {
     return 0;
 }
 
-/* Copies an adapter's targets into forward slot `slot`. */
-static int load_slot(struct lp_forward *f, const struct lp_model *m, int slot,
-                     const struct lp_adapter *ad, char *err) {
+/* An adapter's targets as the forward takes them: [n_layer * LP_PROJ_COUNT]. */
+static struct lp_lora_target *adapter_targets(const struct lp_model *m,
+                                              const struct lp_adapter *ad) {
     size_t nt = (size_t)m->cfg.n_layer * LP_PROJ_COUNT;
     struct lp_lora_target *t = xcalloc(nt, sizeof *t);
     for (int l = 0; l < m->cfg.n_layer; l++)
@@ -428,7 +432,14 @@ static int load_slot(struct lp_forward *f, const struct lp_model *m, int slot,
             const struct lp_lora_target *x = lp_adapter_target(ad, l, p);
             if (x) t[(size_t)l * LP_PROJ_COUNT + p] = *x;
         }
-    int rc = lp_forward_slot_load(f, slot, t, err);
+    return t;
+}
+
+/* Copies an adapter into forward slot `slot`, or merges it into the weights. */
+static int load_slot(struct lp_forward *f, const struct lp_model *m, int slot,
+                     const struct lp_adapter *ad, int merge, char *err) {
+    struct lp_lora_target *t = adapter_targets(m, ad);
+    int rc = merge ? lp_forward_merge(f, t, err) : lp_forward_slot_load(f, slot, t, err);
     free(t);
     return rc;
 }
@@ -496,6 +507,19 @@ int cli_generate(int argc, char **argv) {
         lines[i].req.adapter = k + 1;
     }
     t_adapters = lp_time_now() - t_adapters;
+    if (o.merge) {
+        if (n_adapters != 1) {
+            rc = lp_err(err, LP_EINVAL, "--merge needs exactly one adapter (found %d)", n_adapters);
+            goto fail;
+        }
+        for (int i = 0; i < n; i++) {
+            if (!lines[i].adapter) {
+                rc = lp_err(err, LP_EINVAL, "--merge: every request must use the adapter");
+                goto fail;
+            }
+            lines[i].req.adapter = 0; /* the weights are the adapter now */
+        }
+    }
     reqs = xcalloc((size_t)n, sizeof *reqs);
     res = xcalloc((size_t)n, sizeof *res);
     long blocks = 0;
@@ -515,7 +539,7 @@ int cli_generate(int argc, char **argv) {
                                    .max_logits = n < 64 ? n : 64,
                                    .n_blocks = (int)blocks,
                                    .block_size = KV_BLOCK,
-                                   .n_slots = n_adapters,
+                                   .n_slots = o.merge ? 0 : n_adapters,
                                    .max_rank = max_rank};
     if ((rc = lp_forward_create(be, m, &fp, &f, err)) != LP_OK) goto fail;
     /* host -> slot load time of each adapter, for --stats */
@@ -523,7 +547,7 @@ int cli_generate(int argc, char **argv) {
     slot_ms = xcalloc((size_t)(n_adapters ? n_adapters : 1), sizeof *slot_ms);
     for (int k = 0; k < n_adapters; k++) {
         double t = lp_time_now();
-        if ((rc = load_slot(f, m, k, adapters[k].ad, err)) != LP_OK) goto fail;
+        if ((rc = load_slot(f, m, k, adapters[k].ad, o.merge, err)) != LP_OK) goto fail;
         slot_ms[k] = (lp_time_now() - t) * 1e3;
     }
     t_slots = lp_time_now() - t_slots;

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "lp_common.h"
 
 struct layer_dev {
@@ -31,18 +33,20 @@ struct lp_forward {
     struct lp_weight tok_embd, output_norm, output;
     struct layer_dev *layers; /* [n_layer] */
     /* scratch, all backend memory */
-    float *x;                 /* [max_tokens, n_embd] residual stream */
-    float *xn;                /* [max_tokens, n_embd] normed input / projection output */
-    float *q;                 /* [max_tokens, n_head * head_dim] */
-    float *k;                 /* [max_tokens, kv_dim] */
-    float *v;                 /* [max_tokens, kv_dim] */
-    float *att;               /* [max_tokens, n_head * head_dim] */
-    float *gate;              /* [max_tokens, n_ff] */
-    float *up;                /* [max_tokens, n_ff] */
-    float *xl;                /* [max_logits, n_embd] rows that need logits */
-    float *logits;            /* [max_logits, n_vocab] */
-    float *lora_tmp;          /* [max_tokens, max_rank] LoRA shrink output */
-    struct slot *slots;       /* [n_slots] */
+    float *x;           /* [max_tokens, n_embd] residual stream */
+    float *xn;          /* [max_tokens, n_embd] normed input / projection output */
+    float *q;           /* [max_tokens, n_head * head_dim] */
+    float *k;           /* [max_tokens, kv_dim] */
+    float *v;           /* [max_tokens, kv_dim] */
+    float *att;         /* [max_tokens, n_head * head_dim] */
+    float *gate;        /* [max_tokens, n_ff] */
+    float *up;          /* [max_tokens, n_ff] */
+    float *xl;          /* [max_logits, n_embd] rows that need logits */
+    float *logits;      /* [max_logits, n_vocab] */
+    float *lora_tmp;    /* [max_tokens, max_rank] LoRA shrink output */
+    struct slot *slots; /* [n_slots] */
+    float **merged;     /* host f32 copies of merged weights, owned */
+    int n_merged;
     struct lp_lora_seg *segs; /* [max_tokens] host scratch: one projection's segments */
 };
 
@@ -159,6 +163,9 @@ void lp_forward_destroy(struct lp_forward *f) {
         lp_forward_slot_clear(f, i);
     free(f->slots);
     free(f->segs);
+    for (int i = 0; i < f->n_merged; i++)
+        free(f->merged[i]);
+    free(f->merged);
     free(f);
 }
 
@@ -246,6 +253,60 @@ int lp_forward_slot_load(struct lp_forward *f, int slot, const struct lp_lora_ta
     }
     free(stage);
     s->used = 1;
+    return LP_OK;
+}
+
+/* The resident weight of projection `proj` of layer `l`. */
+static struct lp_weight *layer_weight(struct lp_forward *f, int l, int proj) {
+    struct layer_dev *D = &f->layers[l];
+    struct lp_weight *w[LP_PROJ_COUNT] = {&D->wq,     &D->wk,   &D->wv,    &D->wo,
+                                          &D->w_gate, &D->w_up, &D->w_down};
+    return w[proj];
+}
+
+/* The host tensor a projection was loaded from. */
+static const struct lp_tensor *layer_tensor(const struct lp_model *m, int l, int proj) {
+    const struct lp_layer_weights *L = &m->layers[l];
+    const struct lp_tensor *t[LP_PROJ_COUNT] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
+                                                &L->w_gate, &L->w_up, &L->w_down};
+    return t[proj];
+}
+
+int lp_forward_merge(struct lp_forward *f, const struct lp_lora_target *targets, char *err) {
+    const struct lp_model_config *c = &f->m->cfg;
+    for (int l = 0; l < c->n_layer; l++) {
+        for (int p = 0; p < LP_PROJ_COUNT; p++) {
+            const struct lp_lora_target *t = &targets[l * LP_PROJ_COUNT + p];
+            if (t->rank == 0) continue;
+            int in, out;
+            proj_dims(c, p, &in, &out);
+            const struct lp_tensor *src = layer_tensor(f->m, l, p);
+            float *w = malloc((size_t)in * out * sizeof(float));
+            if (!w) return lp_err(err, LP_ENOMEM, "out of host memory merging an adapter");
+            /* W (dequantized exactly) + scale * B . A, one GEMM per projection */
+            size_t rb = lp_type_nbytes(src->type, (uint64_t)in);
+            for (int r = 0; r < out; r++)
+                lp_dequant_row(src->type, (const uint8_t *)src->data + (size_t)r * rb,
+                               w + (size_t)r * in, in);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, t->rank, t->scale, t->b,
+                        t->rank, t->a, in, 1.0f, w, in);
+            struct lp_tensor mt = *src;
+            mt.type = LP_TYPE_F32;
+            mt.data = w;
+            mt.nbytes = (size_t)in * out * sizeof(float);
+            struct lp_weight nw;
+            int rc = f->be->ops->weight_init(f->be, &mt, &nw, err);
+            if (rc != LP_OK) {
+                free(w);
+                return rc;
+            }
+            struct lp_weight *dst = layer_weight(f, l, p);
+            f->be->ops->weight_clear(f->be, dst);
+            *dst = nw;
+            f->merged = xrealloc(f->merged, (size_t)(f->n_merged + 1) * sizeof *f->merged);
+            f->merged[f->n_merged++] = w;
+        }
+    }
     return LP_OK;
 }
 

@@ -82,6 +82,12 @@ int lp_forward_n_vocab(const struct lp_forward *f);
  * exceeds max_rank, LP_ENOMEM if the device is full. */
 int lp_forward_slot_load(struct lp_forward *f, int slot, const struct lp_lora_target *targets,
                          char *err);
+/* Merged mode: folds one adapter into this forward's own copy of the
+ * weights it targets (W + scale * B . A, in f32), for the fastest
+ * single-adapter path. Irreversible for this forward; targets as in
+ * lp_forward_slot_load. */
+int lp_forward_merge(struct lp_forward *f, const struct lp_lora_target *targets, char *err);
+
 /* Frees the slot's device memory. */
 void lp_forward_slot_clear(struct lp_forward *f, int slot);
 /* Device bytes held by the slot (0 when empty). */

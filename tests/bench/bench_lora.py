@@ -4,14 +4,14 @@ the default model. Prints:
 
 - decode throughput at batch 16 (16 requests, 64 new tokens each) for
   base-only, one shared adapter, and 16 distinct rank-16 adapters on q,k,v,o,
-  with ratios to base-only (aim: 16 distinct >= 0.85x);
+  and one adapter merged into an f32 copy of the weights it targets, with
+  ratios to base-only (aim: 16 distinct >= 0.85x);
 - host -> slot load latency p50/p99 for ranks 8, 16, 64 (aim < 10 ms);
 - the time per decode step added by resident adapters (aim < 1 ms).
 
 Adapters are random PEFT adapters (non-zero A and B) written by this script
 with the standard library and numpy into tests/bench/out/adapters/. Method:
-each configuration runs REPEATS times, the median is reported. Merged mode is
-not built yet, so it is not in the table.
+each configuration runs REPEATS times, the median is reported.
 """
 import argparse
 import json
@@ -70,13 +70,13 @@ def make_adapter(path, rank, targets, seed):
     return path
 
 
-def run_batch(binary, model, lines, threads, max_tokens):
+def run_batch(binary, model, lines, threads, max_tokens, extra=()):
     path = os.path.join(OUT, "bench_lora_batch.jsonl")
     with open(path, "w") as f:
         for l in lines:
             f.write(json.dumps(l) + "\n")
     p = subprocess.run([binary, "generate", "--model", model, "--batch", path, "--ignore-eos",
-                        "--max-tokens", str(max_tokens), "--threads", str(threads), "--stats"],
+                        "--max-tokens", str(max_tokens), "--threads", str(threads), "--stats", *extra],
                        capture_output=True, text=True, check=True)
     m = re.search(r"decode (\d+) tok in ([\d.]+) s .*; (\d+) steps", p.stderr)
     if not m:
@@ -109,12 +109,13 @@ def main():
     def lines(adapters):
         return [{"prompt": p, "adapter": a} for p, a in zip(prompts, adapters)]
 
-    configs = {"base-only": lines([None] * args.batch),
-               "1 shared adapter": lines([distinct[0]] * args.batch),
-               f"{args.batch} distinct adapters": lines(distinct)}
+    configs = {"base-only": (lines([None] * args.batch), ()),
+               "1 shared adapter": (lines([distinct[0]] * args.batch), ()),
+               f"{args.batch} distinct adapters": (lines(distinct), ()),
+               "1 adapter, merged": (lines([distinct[0]] * args.batch), ("--merge",))}
     res = {}
-    for name, ls in configs.items():
-        runs = [run_batch(args.bin, args.model, ls, args.threads, args.tokens) for _ in range(args.repeats)]
+    for name, (ls, extra) in configs.items():
+        runs = [run_batch(args.bin, args.model, ls, args.threads, args.tokens, extra) for _ in range(args.repeats)]
         res[name] = {"decode_tps": statistics.median(r[0] for r in runs),
                      "decode_s": statistics.median(r[1] for r in runs)}
     base = res["base-only"]

@@ -129,3 +129,27 @@ def test_gguf_lora_twin_gives_same_tokens(lp_bin, tmp_path, name):
     outs = run_batch(lp_bin, base, lines, tmp_path)
     for k, (out, c) in enumerate(zip(outs, g["cases"])):
         check_row(out, c, f"{name}.gguf case {k}")
+
+
+@pytest.mark.parametrize("name", ["tl-all-r8", "tl-all-r64-rslora-bf16", "sm-qv-r8"])
+def test_merged_mode_matches_peft(lp_bin, default_model, name):
+    """--merge folds the adapter into an f32 copy of the weights it targets
+    (W + scale·B·A): same tokens as PEFT, logprobs within 1e-3."""
+    g = json.load(open(os.path.join(GOLD, name + ".json")))
+    model = base_for(g, default_model)
+    for k, c in enumerate(g["cases"][:5]):
+        p = subprocess.run([lp_bin, "generate", "--model", model, "--adapter", os.path.join(ROOT, g["adapter"]),
+                            "--merge", "--prompt-ids", ",".join(map(str, c["prompt_ids"])),
+                            "--max-tokens", str(len(c["greedy_ids"])), "--logprobs", "5", "--ignore-eos",
+                            "--json"], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        check_row(json.loads(p.stdout), c, f"{name} merged case {k}")
+
+
+def test_merge_needs_one_adapter(lp_bin, tmp_path):
+    b = tmp_path / "b.jsonl"
+    b.write_text(json.dumps({"prompt": "a", "adapter": os.path.join(ADAPTERS, "tl-qv-r4")}) + "\n" +
+                 json.dumps({"prompt": "b", "adapter": os.path.join(ADAPTERS, "tl-all-r8")}) + "\n")
+    p = subprocess.run([lp_bin, "generate", "--model", TINY, "--batch", str(b), "--merge"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "exactly one adapter" in p.stderr
