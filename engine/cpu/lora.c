@@ -19,7 +19,8 @@ struct lora_job {
     int in, out;
     const struct lp_lora_seg *segs;
     int n_segs;
-    float *tmp;
+    float *tmp;                /* [rows, tmp_stride] */
+    int tmp_stride;            /* the largest rank among the segments: rows never overlap */
     const int32_t *tile_seg;   /* [n_tiles] segment of each tile */
     const int32_t *tile_start; /* [n_tiles] first row of each tile */
 };
@@ -84,13 +85,13 @@ static void lora_tile(const struct lora_job *j, int si, int r0) {
     for (int k = 0; k < s->rank; k++) {
         const float *ak = s->a + (size_t)k * j->in;
         for (int r = r0; r < r1; r++)
-            j->tmp[(size_t)r * s->rank + k] =
+            j->tmp[(size_t)r * j->tmp_stride + k] =
                 lp_cpu_dot_f32(j->isa, j->x + (size_t)r * j->in, ak, j->in);
     }
     /* expand: y[row] += scale * sum_k t[row, k] * B^T[k, :] */
     for (int r = r0; r < r1; r++)
-        expand_row(j->isa, j->y + (size_t)r * j->out, j->tmp + (size_t)r * s->rank, s->bt, s->rank,
-                   j->out, s->scale);
+        expand_row(j->isa, j->y + (size_t)r * j->out, j->tmp + (size_t)r * j->tmp_stride, s->bt,
+                   s->rank, j->out, s->scale);
 }
 
 static void lora_task(void *ctx, int64_t begin, int64_t end) {
@@ -117,7 +118,10 @@ void lp_cpu_lora(struct lp_backend *be, float *y, const float *x, int in, int ou
             tile_seg[t] = i;
             tile_start[t++] = r;
         }
-    struct lora_job j = {c->isa, y, x, in, out, segs, n_segs, tmp, tile_seg, tile_start};
+    int stride = 0;
+    for (int i = 0; i < n_segs; i++)
+        if (segs[i].rank > stride) stride = segs[i].rank;
+    struct lora_job j = {c->isa, y, x, in, out, segs, n_segs, tmp, stride, tile_seg, tile_start};
     lp_threadpool_run(c->pool, n_tiles, 1, lora_task, &j);
     if (buf != stack_buf) free(buf);
 }

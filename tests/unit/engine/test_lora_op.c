@@ -108,10 +108,38 @@ static void test_row_independent_of_segment(void **state) {
     be->ops->destroy(be);
 }
 
+/* Segments of different ranks share the scratch: a rank-16 segment's rows
+ * must not overlap a rank-2 segment's (a race once tiles run in parallel). */
+static void test_mixed_ranks_share_scratch(void **state) {
+    (void)state;
+    static struct fixture f;
+    fill(&f);
+    struct lp_backend *be = lp_cpu_backend_create(3);
+    struct lp_lora_seg segs[2] = {{0, 2, 16, 0.5f, f.a[1], f.bt[1]},
+                                  {2, ROWS - 2, 2, 3.0f, f.a[0], f.bt[0]}};
+    float want[ROWS * OUT];
+    for (int r = 0; r < ROWS; r++) { /* each row alone */
+        struct lp_lora_seg s = r < 2 ? segs[0] : segs[1];
+        s.start = 0;
+        s.len = 1;
+        float tmp[16];
+        memcpy(want + r * OUT, f.y0 + r * OUT, OUT * sizeof(float));
+        be->ops->lora(be, want + r * OUT, f.x + r * IN, IN, OUT, &s, 1, tmp);
+    }
+    for (int rep = 0; rep < 200; rep++) {
+        float y[ROWS * OUT], tmp[ROWS * 16];
+        memcpy(y, f.y0, sizeof y);
+        be->ops->lora(be, y, f.x, IN, OUT, segs, 2, tmp);
+        assert_memory_equal(y, want, sizeof y);
+    }
+    be->ops->destroy(be);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reference_and_isa),
         cmocka_unit_test(test_row_independent_of_segment),
+        cmocka_unit_test(test_mixed_ranks_share_scratch),
     };
     LP_RUN_TESTS(tests);
 }
