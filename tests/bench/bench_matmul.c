@@ -11,63 +11,10 @@
 #include "backend.h"
 #include "cpu/cpu_internal.h"
 #include "lp_common.h"
+#include "../unit/rand_weights.h"
 #include "tensor.h"
 
 #define ROTATE_BYTES ((size_t)256 << 20) /* > any L3 we run on */
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint32_t rnd(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 16);
-}
-static float rndf(void) { return (float)rnd() / 4294967296.0f * 2.0f - 1.0f; }
-
-static void put_f16(uint8_t *p, float f) {
-    uint16_t h = lp_fp32_to_fp16(f);
-    memcpy(p, &h, 2);
-}
-
-/* Random bytes with small, finite fp16 scales: valid blocks of any type. */
-static void fill_weights(int type, uint8_t *dst, size_t nbytes) {
-    const struct lp_type_traits *tt = lp_type_get(type);
-    for (size_t i = 0; i < nbytes; i++)
-        dst[i] = (uint8_t)rnd();
-    if (type == LP_TYPE_F32) {
-        for (size_t i = 0; i < nbytes / 4; i++)
-            ((float *)(void *)dst)[i] = rndf();
-        return;
-    }
-    if (type == LP_TYPE_F16 || type == LP_TYPE_BF16) {
-        for (size_t i = 0; i < nbytes / 2; i++) {
-            float f = rndf();
-            uint16_t h;
-            if (type == LP_TYPE_F16) {
-                h = lp_fp32_to_fp16(f);
-            } else {
-                uint32_t b;
-                memcpy(&b, &f, 4);
-                h = (uint16_t)(b >> 16);
-            }
-            memcpy(dst + 2 * i, &h, 2);
-        }
-        return;
-    }
-    for (size_t off = 0; off < nbytes; off += (size_t)tt->block_bytes) {
-        uint8_t *b = dst + off;
-        switch (type) {
-        case LP_TYPE_Q4_0:
-        case LP_TYPE_Q8_0: put_f16(b, rndf() * 0.05f); break;
-        case LP_TYPE_Q4_1:
-        case LP_TYPE_Q4_K:
-            put_f16(b, rndf() * 0.05f);
-            put_f16(b + 2, rndf() * 0.05f);
-            break;
-        case LP_TYPE_Q6_K: put_f16(b + 208, rndf() * 0.01f); break;
-        }
-    }
-}
 
 /* Read bandwidth: a 16-lane f32 dot over a buffer much larger than L3. */
 struct bw_job {
